@@ -1,0 +1,1 @@
+"""Tally: self-hosted analytics for LLM telemetry sent in the Reconify format."""

@@ -1,0 +1,130 @@
+"""The provider-neutral shape of one interaction, and the offline token estimate.
+
+Token estimate (used only when a provider reports no usage, and always marked `estimated`): one token per
+four ASCII characters, one per other character (CJK, emoji and accented text tokenise densely), rounded up,
+plus four tokens of framing per chat message, as OpenAI's cookbook counts for chat formats. It needs no
+vocabulary files, so it works offline, and it lands within about 15% of tiktoken on English prose.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+USAGE_REPORTED = "reported"
+USAGE_ESTIMATED = "estimated"
+USAGE_ABSENT = "absent"
+CHAT_MESSAGE_OVERHEAD = 4
+
+
+@dataclass(slots=True)
+class Message:
+    role: str
+    text: str
+
+
+@dataclass(slots=True)
+class Normalised:
+    model: str | None = None
+    messages: list[Message] = field(default_factory=list)  # what was sent, in order
+    output_text: str = ""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    finish_reason: str | None = None
+    image_files: list[str] = field(default_factory=list)
+    image_count: int = 0
+    is_error: bool = False
+    response_ref: str | None = None
+    usage_source: str = USAGE_REPORTED
+
+    @property
+    def input_text(self) -> str:
+        """What the user asked this turn: the last user message, else the last message of any role."""
+        for message in reversed(self.messages):
+            if message.role == "user":
+                return message.text
+        return self.messages[-1].text if self.messages else ""
+
+    @property
+    def total_tokens(self) -> int | None:
+        if self.prompt_tokens is None and self.completion_tokens is None:
+            return None
+        return (self.prompt_tokens or 0) + (self.completion_tokens or 0)
+
+    def settle_usage(self, *, chat: bool) -> "Normalised":
+        """Mark reported usage as such, or estimate what is missing from the text; images carry no tokens."""
+        if self.prompt_tokens is not None or self.completion_tokens is not None:
+            self.usage_source = USAGE_REPORTED
+        elif self.image_count and not self.output_text:
+            self.usage_source = USAGE_ABSENT
+        elif self.messages or self.output_text:
+            overhead = CHAT_MESSAGE_OVERHEAD if chat else 0
+            self.prompt_tokens = sum(estimate_tokens(m.text) + overhead for m in self.messages)
+            self.completion_tokens = estimate_tokens(self.output_text)
+            self.usage_source = USAGE_ESTIMATED
+        else:
+            self.usage_source = USAGE_ABSENT
+        return self
+
+
+def estimate_tokens(text: str) -> int:
+    if not text:
+        return 0
+    ascii_chars = len(text.encode("ascii", "ignore"))
+    return -(-ascii_chars // 4) + (len(text) - ascii_chars)
+
+
+def text_of(content: Any) -> str:
+    """Plain text of a message content: a string, a list of parts (`{"type": "text", "text": …}`), or a part."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(filter(None, (text_of(part) for part in content)))
+    if isinstance(content, dict):
+        for key in ("text", "content", "outputText", "generation", "completion"):
+            if isinstance(content.get(key), (str, list)):
+                return text_of(content[key])
+        return ""
+    return str(content)
+
+
+def as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def dig(data: Any, *path: str | int) -> Any:
+    """`data[path[0]][path[1]]…`, or None as soon as a step is missing or of the wrong kind."""
+    for step in path:
+        if isinstance(step, int):
+            if not isinstance(data, list) or not -len(data) <= step < len(data):
+                return None
+        elif not isinstance(data, dict):
+            return None
+        data = data[step] if isinstance(step, int) else data.get(step)
+    return data
+
+
+def chat_messages(messages: Any) -> list[Message]:
+    if not isinstance(messages, list):
+        return []
+    return [
+        Message(str(m.get("role") or "user"), text_of(m.get("content")))
+        for m in messages
+        if isinstance(m, dict)
+    ]
+
+
+def has_error(response: Any) -> bool:
+    return response is None or (isinstance(response, dict) and (bool(response.get("error")) or response.get("type") == "error"))
+
+
+def optional_str(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return str(value)

@@ -1,0 +1,44 @@
+"""The universal module: free-form request and response; the response may be a plain string."""
+
+from typing import Any
+
+from tally.ingest.normalised import Message, Normalised, as_int, chat_messages, dig, optional_str, text_of
+from tally.ingest.providers import openai
+
+TYPES = ("chat", "completion")
+_INPUT_KEYS = ("prompt", "input", "query", "question", "message", "text")
+_OUTPUT_KEYS = ("output", "text", "content", "completion", "answer", "response", "message")
+
+
+def normalise(kind: str, request: Any, response: Any) -> Normalised:
+    body = request if isinstance(request, dict) else {}
+    if isinstance(response, dict) and "choices" in response:
+        return openai.normalise("chat" if "messages" in body else "completion", body, response)
+    result = Normalised(
+        model=optional_str(body.get("model")) or optional_str(dig(response, "model")),
+        messages=chat_messages(body.get("messages")) or [Message("user", _input(request))],
+        output_text=_output(response),
+        is_error=isinstance(response, dict) and bool(response.get("error")),
+        response_ref=optional_str(dig(response, "id")),
+        prompt_tokens=as_int(dig(response, "usage", "prompt_tokens") or dig(response, "usage", "input_tokens")),
+        completion_tokens=as_int(dig(response, "usage", "completion_tokens") or dig(response, "usage", "output_tokens")),
+    )
+    return result.settle_usage(chat=kind == "chat")
+
+
+def _input(request: Any) -> str:
+    if isinstance(request, dict):
+        for key in _INPUT_KEYS:
+            if request.get(key) is not None:
+                return text_of(request[key])
+        return ""
+    return text_of(request)
+
+
+def _output(response: Any) -> str:
+    if isinstance(response, dict):
+        for key in _OUTPUT_KEYS:
+            if response.get(key) is not None:
+                return text_of(response[key])
+        return ""
+    return text_of(response)

@@ -1,0 +1,61 @@
+"""The app factory: settings in, a FastAPI app out, whose lifespan opens and closes every resource."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import RedirectResponse, Response
+
+from tally.ingest import readback, routes
+from tally.ingest.http import ApiError, error_response
+from tally.ingest.keys import KeyVerifier
+from tally.ingest.service import IngestService
+from tally.ingest.writer import GroupCommitWriter
+from tally.store.engine import build_engine
+from tally.store.settings import Settings
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = build_engine(settings)
+        writer = GroupCommitWriter(engine, max_batch=settings.writer_max_batch,
+                                   max_pending=settings.writer_max_pending)
+        writer.start()
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.ingest = IngestService(settings, KeyVerifier(engine, settings.key_cache_seconds), writer)
+        try:
+            yield
+        finally:
+            await writer.stop()
+            engine.dispose()
+
+    app = FastAPI(title="Tally", summary="Analytics for LLM telemetry in the Reconify format", version="0.1.0",
+                  lifespan=lifespan)
+    app.include_router(routes.router)
+    app.include_router(readback.router)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+
+    @app.get("/healthz", include_in_schema=False)
+    def health() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    return app
+
+
+async def _http_error(_: Request, exc: HTTPException) -> Response:
+    code = {401: "unauthorized", 403: "forbidden", 404: "not_found"}.get(exc.status_code, "error")
+    return error_response(ApiError(exc.status_code, code, str(exc.detail), headers=exc.headers))
+
+
+async def _validation_error(_: Request, exc: RequestValidationError) -> Response:
+    errors = [{"field": ".".join(str(p) for p in item["loc"] if p not in ("path", "query", "body")),
+               "message": item["msg"]} for item in exc.errors()]
+    return error_response(ApiError(422, "invalid_request", "the request is invalid", errors))

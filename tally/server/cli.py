@@ -1,0 +1,140 @@
+"""The `tally` command: serve, migrate, and manage apps, keys and read tokens."""
+
+import json
+from contextlib import contextmanager
+from typing import Annotated, Optional
+
+import typer
+from sqlmodel import Session, select
+
+from tally.ingest.keys import AppError, add_api_key, create_app, find_app, live_keys, revoke_api_keys
+from tally.server import migrations
+from tally.store.engine import build_engine
+from tally.store.models import App
+from tally.store.read_tokens import create_read_token
+from tally.store.settings import Settings
+
+app = typer.Typer(help="Tally: analytics for LLM telemetry sent in the Reconify format.", no_args_is_help=True)
+db_app = typer.Typer(help="The relational store.", no_args_is_help=True)
+apps_app = typer.Typer(help="Apps and their API keys.", no_args_is_help=True)
+tokens_app = typer.Typer(help="Read tokens for the /api/v1 read API.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(apps_app, name="apps")
+app.add_typer(tokens_app, name="tokens")
+
+
+@contextmanager
+def _store(settings: Settings | None = None):
+    """A migrated store and a session committed once at the end of the command."""
+    engine = build_engine(settings or Settings())
+    migrations.upgrade(engine)
+    try:
+        with Session(engine) as db:
+            try:
+                yield db
+                db.commit()
+            except AppError as error:
+                db.rollback()
+                typer.echo(f"error: {error}", err=True)
+                raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+
+
+@app.command()
+def serve(
+    host: Annotated[Optional[str], typer.Option(help="Interface to listen on [default: TALLY_HOST or 127.0.0.1]")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port [default: TALLY_PORT or 8000]")] = None,
+    demo: Annotated[bool, typer.Option(help="Create a demo app if there is none and print its keys.")] = False,
+) -> None:
+    """Upgrade the store, then serve ingest and the read API."""
+    import uvicorn
+
+    from tally.server.app import create_app
+    from tally.server.demo import ensure_demo_app
+
+    overrides = {key: value for key, value in (("host", host), ("port", port)) if value is not None}
+    settings = Settings(**overrides)
+    engine = build_engine(settings)
+    migrations.upgrade(engine)
+    base = f"http://{settings.host}:{settings.port}"
+    if demo:
+        keys = ensure_demo_app(engine, settings)
+        typer.echo(f"\nDemo app keys (saved in {settings.data_dir / 'demo-app.json'}):\n"
+                   f"  appKey:     {keys['app_key']}\n  apiKey:     {keys['api_key']}\n"
+                   f"  read token: {keys['read_token']}\n")
+    engine.dispose()
+    typer.echo(f"Tally on {base}  (store: {_redacted(settings.database_url)})\n"
+               f"  track:    POST {base}/track\n  API docs: {base}/docs\n")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    settings = Settings()
+    engine = build_engine(settings)
+    migrations.upgrade(engine)
+    engine.dispose()
+    typer.echo(f"store is up to date: {_redacted(settings.database_url)}")
+
+
+@apps_app.command("create")
+def apps_create(
+    name: str,
+    session_timeout: Annotated[Optional[float], typer.Option(min=0.01, help="Default session timeout, minutes")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts")] = False,
+) -> None:
+    """Create an app; prints its app key and a new API key, once."""
+    with _store() as db:
+        created, api_key = create_app(db, name=name, session_timeout_minutes=session_timeout)
+        app_key = created.app_key
+    if as_json:
+        typer.echo(json.dumps({"app": name, "app_key": app_key, "api_key": api_key}))
+    else:
+        typer.echo(f"app:     {name}\nappKey:  {app_key}\napiKey:  {api_key}\n"
+                   "The API key is shown only now; store it as a secret.")
+
+
+@apps_app.command("list")
+def apps_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts")] = False) -> None:
+    """List apps with their app keys and live API key prefixes."""
+    with _store() as db:
+        rows = [{"app": a.name, "app_key": a.app_key, "session_timeout_minutes": a.session_timeout_minutes,
+                 "api_keys": [k.prefix for k in live_keys(db, app=a)]} for a in db.exec(select(App).order_by(App.id))]
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    for row in rows:
+        typer.echo(f"{row['app']:<24} {row['app_key']:<30} keys: {', '.join(row['api_keys']) or '-'}")
+
+
+@apps_app.command("rotate-key")
+def apps_rotate_key(app_name: Annotated[str, typer.Argument(metavar="APP")]) -> None:
+    """Add a new API key to APP; its old keys keep working until revoked."""
+    with _store() as db:
+        api_key = add_api_key(db, app=find_app(db, app_name))
+    typer.echo(f"apiKey:  {api_key}\nOld keys still work; revoke them with `tally apps revoke-key`.")
+
+
+@apps_app.command("revoke-key")
+def apps_revoke_key(app_name: Annotated[str, typer.Argument(metavar="APP")], key_prefix: str) -> None:
+    """Revoke APP's API keys that start with KEY_PREFIX (as shown by `tally apps list`)."""
+    with _store() as db:
+        count = revoke_api_keys(db, app=find_app(db, app_name), prefix=key_prefix)
+    typer.echo(f"revoked {count} key(s)")
+
+
+@tokens_app.command("create")
+def tokens_create(name: str) -> None:
+    """Create a read token; prints it alone on stdout."""
+    with _store() as db:
+        token = create_read_token(db, name=name)
+    typer.echo(token)
+
+
+def _redacted(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url

@@ -1,0 +1,1 @@
+"""The relational store: settings, engine, tables and FastAPI dependencies."""

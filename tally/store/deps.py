@@ -1,0 +1,40 @@
+"""FastAPI dependencies: a database session per request and the read-token guard."""
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel import Session
+
+from tally.store.models import ReadToken
+from tally.store.read_tokens import find_live_token
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """A session whose work is committed once, at the end of the request, or rolled back."""
+    with Session(request.app.state.engine) as db:
+        try:
+            yield db
+            db.commit()
+        except Exception:
+            db.rollback()
+            raise
+
+
+SessionDep = Annotated[Session, Depends(get_db)]
+_bearer = HTTPBearer(auto_error=False, description="A read token from `tally tokens create NAME`.")
+
+
+def require_read_token(
+    db: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> ReadToken:
+    if credentials is None:
+        raise HTTPException(401, "a bearer read token is required", headers={"WWW-Authenticate": "Bearer"})
+    token = find_live_token(db, token=credentials.credentials)
+    if token is None:
+        raise HTTPException(401, "invalid or revoked read token", headers={"WWW-Authenticate": "Bearer"})
+    return token
+
+
+ReadTokenDep = Annotated[ReadToken, Depends(require_read_token)]

@@ -1,0 +1,153 @@
+"""The SQLModel tables. Times are integer milliseconds since the epoch, as in the Reconify payload."""
+
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from tally.store.types import BigId
+
+
+def _millis(nullable: bool = False, index: bool = False):
+    return Field(default=None if nullable else 0, sa_column=Column(BigInteger, nullable=nullable, index=index))
+
+
+def _text(nullable: bool = True):
+    return Field(default=None if nullable else "", sa_column=Column(Text, nullable=nullable))
+
+
+def _primary_key():
+    return Field(default=None, sa_column=Column(BigId, primary_key=True))
+
+
+def _reference(table: str, nullable: bool = True, index: bool = False):
+    return Field(
+        default=None,
+        sa_column=Column(BigId, ForeignKey(f"{table}.id"), nullable=nullable, index=index),
+    )
+
+
+class App(SQLModel, table=True):
+    __tablename__ = "app"
+
+    id: int | None = _primary_key()
+    name: str = Field(max_length=200, unique=True)
+    app_key: str = Field(max_length=64, unique=True)
+    session_timeout_minutes: float | None = None
+    created_at: int = _millis()
+
+
+class ApiKey(SQLModel, table=True):
+    """A secret key of an app; only its SHA-256 is kept."""
+
+    __tablename__ = "api_key"
+
+    id: int | None = _primary_key()
+    app_id: int = _reference("app", nullable=False, index=True)
+    prefix: str = Field(max_length=16)
+    key_hash: str = Field(max_length=64, unique=True)
+    created_at: int = _millis()
+    revoked_at: int | None = _millis(nullable=True)
+
+
+class ReadToken(SQLModel, table=True):
+    """A bearer token for the read API; only its SHA-256 is kept."""
+
+    __tablename__ = "read_token"
+
+    id: int | None = _primary_key()
+    name: str = Field(max_length=200)
+    prefix: str = Field(max_length=16)
+    token_hash: str = Field(max_length=64, unique=True)
+    created_at: int = _millis()
+    revoked_at: int | None = _millis(nullable=True)
+
+
+class EndUser(SQLModel, table=True):
+    """A user of an app, known by userId or by email (lower-cased in `email_key`)."""
+
+    __tablename__ = "end_user"
+    __table_args__ = (
+        UniqueConstraint("app_id", "external_id"),
+        Index("ix_end_user_app_email", "app_id", "email_key"),
+    )
+
+    id: int | None = _primary_key()
+    app_id: int = _reference("app", nullable=False)
+    external_id: str | None = Field(default=None, max_length=255)
+    email: str | None = Field(default=None, max_length=320)
+    email_key: str | None = Field(default=None, max_length=320)
+    first_name: str | None = Field(default=None, max_length=200)
+    last_name: str | None = Field(default=None, max_length=200)
+    phone: str | None = Field(default=None, max_length=64)
+    gender: str | None = Field(default=None, max_length=64)
+    is_authenticated: bool | None = None
+    profile_at: int = _millis()
+    created_at: int = _millis()
+
+
+class InteractionSession(SQLModel, table=True):
+    """A group of interactions; `merged_into` points at the survivor when a late arrival joins two."""
+
+    __tablename__ = "interaction_session"
+    __table_args__ = (UniqueConstraint("app_id", "external_id"),)
+
+    id: int | None = _primary_key()
+    app_id: int = _reference("app", nullable=False)
+    external_id: str | None = Field(default=None, max_length=255)
+    user_id: int | None = _reference("end_user")
+    merged_into: int | None = _reference("interaction_session")
+    created_at: int = _millis()
+
+
+class Interaction(SQLModel, table=True):
+    """One LLM call: normalised columns for analytics plus the raw request and response."""
+
+    __tablename__ = "interaction"
+    __table_args__ = (
+        UniqueConstraint("app_id", "response_ref"),
+        Index("ix_interaction_grouping", "app_id", "session_key", "request_at", "id"),
+        Index("ix_interaction_session_time", "session_id", "request_at"),
+        Index("ix_interaction_user_time", "user_id", "request_at"),
+    )
+
+    id: int | None = _primary_key()
+    app_id: int = _reference("app", nullable=False)
+    user_id: int = _reference("end_user", nullable=False)
+    session_id: int = _reference("interaction_session", nullable=False)
+    session_key: str = Field(max_length=300)
+    session_timeout_ms: int | None = _millis(nullable=True)
+    provider: str = Field(max_length=32)
+    type: str = Field(max_length=32)
+    model: str | None = Field(default=None, max_length=200)
+    input_text: str = _text(nullable=False)
+    output_text: str = _text(nullable=False)
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    usage_source: str = Field(max_length=16)
+    finish_reason: str | None = Field(default=None, max_length=64)
+    request_at: int = _millis()
+    response_at: int = _millis()
+    latency_ms: int = 0
+    image_count: int = 0
+    is_error: bool = False
+    response_ref: str | None = Field(default=None, max_length=255)
+    client_version: str | None = Field(default=None, max_length=64)
+    request_json: str = _text(nullable=False)
+    response_json: str = _text(nullable=False)
+    received_at: int = _millis()
+    updated_at: int = _millis(index=True)
+
+
+class InteractionImage(SQLModel, table=True):
+    """An image named by an interaction and/or uploaded by /upload, whichever came first."""
+
+    __tablename__ = "interaction_image"
+    __table_args__ = (UniqueConstraint("app_id", "filename"),)
+
+    id: int | None = _primary_key()
+    app_id: int = _reference("app", nullable=False)
+    filename: str = Field(max_length=255)
+    interaction_id: int | None = _reference("interaction", index=True)
+    path: str | None = Field(default=None, max_length=500)
+    size_bytes: int | None = None
+    created_at: int = _millis()
