@@ -59,7 +59,7 @@ async def track_batch(request: Request) -> Response:
     except ApiError as error:
         return error_response(error)
     answers = await service.track(items)
-    results = [{"index": index, "status": status, **answer} for index, (status, answer) in enumerate(answers)]
+    results = [{"index": index, "http_status": status, **answer} for index, (status, answer) in enumerate(answers)]
     stored = sum(1 for status, _ in answers if status < 300)
     return json_response({"status": "ok", "stored": stored, "rejected": len(answers) - stored, "results": results})
 

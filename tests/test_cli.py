@@ -1,0 +1,61 @@
+"""The `tally` command manages apps, keys and tokens, and the keys it prints work against a live server."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from tally.server.cli import app as cli
+from tests.conftest import AppKeys, start_server
+from tests.payloads import openai_chat
+
+
+@pytest.fixture
+def run(settings, monkeypatch):
+    monkeypatch.setenv("TALLY_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("TALLY_DATABASE_URL", settings.database_url)
+    runner = CliRunner()
+
+    def invoke(*args: str, code: int = 0) -> str:
+        result = runner.invoke(cli, list(args))
+        assert result.exit_code == code, result.output
+        return result.stdout
+    return invoke
+
+
+def test_apps_keys_and_tokens_round_trip(run, settings):
+    created = json.loads(run("apps", "create", "shop", "--session-timeout", "30", "--json"))
+    assert created["app"] == "shop" and created["api_key"].startswith("tk_")
+    listed = json.loads(run("apps", "list", "--json"))
+    assert listed == [{"app": "shop", "app_key": created["app_key"], "session_timeout_minutes": 30.0,
+                       "api_keys": [created["api_key"][:12]]}]
+    rotated = run("apps", "rotate-key", "shop").split()[1]
+    token = run("tokens", "create", "analyst").strip()
+    assert token.startswith("tly_rt_") and "\n" not in token
+
+    server = start_server(settings.model_copy(update={"key_cache_seconds": 0}))
+    try:
+        import httpx
+
+        with httpx.Client(base_url=server.url) as http:
+            old, new = AppKeys("shop", created["app_key"], created["api_key"]), AppKeys("shop", created["app_key"], rotated)
+            assert http.post("/track", json=openai_chat(old)).status_code == 201
+            assert http.post("/track", json=openai_chat(new)).status_code == 201
+            run("apps", "revoke-key", "shop", created["api_key"][:12])
+            assert http.post("/track", json=openai_chat(old)).status_code == 401
+            assert http.post("/track", json=openai_chat(new)).status_code == 201
+            assert http.get("/api/v1/users/1", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    finally:
+        server.stop()
+
+
+def test_app_errors_are_reported_not_raised(run):
+    run("apps", "create", "dup")
+    assert "already exists" in CliRunner().invoke(cli, ["apps", "create", "dup"]).output
+    run("apps", "rotate-key", "nope", code=1)
+    only_key = json.loads(run("apps", "list", "--json"))[0]["api_keys"][0]
+    run("apps", "revoke-key", "dup", only_key, code=1)
+
+
+def test_db_upgrade(run):
+    assert "up to date" in run("db", "upgrade")

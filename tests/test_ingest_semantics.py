@@ -1,0 +1,115 @@
+"""Users, timestamps, retries and images behave as the product's contract says."""
+
+import base64
+import time
+
+from tests.conftest import count_rows
+from tests.payloads import openai_chat
+
+BASE = 1_700_000_000_000
+
+
+def _track(client, payload, status=201):
+    answer = client.post("/track", json=payload)
+    assert answer.status_code == status, answer.text
+    return answer.json()
+
+
+def test_user_by_user_id_and_by_email_case_insensitive(client, reader, app_keys):
+    by_id = _track(client, openai_chat(app_keys, user={"userId": "ABC123", "firstName": "Jane"}))
+    assert _track(client, openai_chat(app_keys, user={"userId": "ABC123"}))["user_id"] == by_id["user_id"]
+    by_email = _track(client, openai_chat(app_keys, user={"email": "Sam@Example.com"}))
+    assert _track(client, openai_chat(app_keys, user={"email": "sam@example.COM"}))["user_id"] == by_email["user_id"]
+    assert by_email["user_id"] != by_id["user_id"]
+
+
+def test_payload_with_both_links_email_user_to_user_id(client, reader, app_keys):
+    email_only = _track(client, openai_chat(app_keys, user={"email": "kim@example.com"}))
+    both = _track(client, openai_chat(app_keys, user={"userId": "kim-1", "email": "KIM@example.com"}))
+    assert both["user_id"] == email_only["user_id"]
+    assert _track(client, openai_chat(app_keys, user={"userId": "kim-1"}))["user_id"] == email_only["user_id"]
+    assert reader.get(f"/api/v1/users/{both['user_id']}").json()["user_id"] == "kim-1"
+
+
+def test_without_identity_every_interaction_is_a_new_user(client, app_keys, engine):
+    first = _track(client, openai_chat(app_keys, user={}))
+    second = _track(client, openai_chat(app_keys, user={"firstName": "NoId"}))
+    assert first["user_id"] != second["user_id"] and first["session_id"] != second["session_id"]
+    assert count_rows(engine, "end_user") == 2
+
+
+def test_profile_keeps_latest_non_empty_values(client, reader, app_keys):
+    user = {"userId": "p1", "firstName": "Jane", "lastName": "Doe", "isAuthenticated": 0}
+    answer = _track(client, openai_chat(app_keys, user=user, at_ms=BASE))
+    _track(client, openai_chat(app_keys, user={"userId": "p1", "firstName": "Janet", "lastName": "",
+                                              "isAuthenticated": 1, "phone": 5551234}, at_ms=BASE + 1000))
+    _track(client, openai_chat(app_keys, user={"userId": "p1", "firstName": "Old"}, at_ms=BASE - 1000))
+    profile = reader.get(f"/api/v1/users/{answer['user_id']}").json()
+    assert (profile["first_name"], profile["last_name"], profile["is_authenticated"], profile["phone"]) == (
+        "Janet", "Doe", True, "5551234")
+    assert (profile["first_seen"], profile["last_seen"], profile["interaction_count"]) == (BASE - 1000, BASE + 1000, 3)
+
+
+def test_missing_timestamps_become_time_of_receipt(client, reader, app_keys):
+    payload = openai_chat(app_keys)
+    del payload["timestamps"]
+    before = int(time.time() * 1000)
+    stored = reader.get(f"/api/v1/interactions/{_track(client, payload)['interaction_id']}").json()
+    assert before <= stored["request_at"] == stored["response_at"] <= int(time.time() * 1000)
+    assert stored["latency_ms"] == 0
+
+
+def test_missing_response_time_is_the_request_time(client, reader, app_keys):
+    payload = openai_chat(app_keys, at_ms=BASE)
+    payload["timestamps"] = {"request": BASE}
+    stored = reader.get(f"/api/v1/interactions/{_track(client, payload)['interaction_id']}").json()
+    assert stored["request_at"] == stored["response_at"] == BASE
+
+
+def test_retry_with_same_response_id_is_stored_once(client, app_keys, engine):
+    payload = openai_chat(app_keys, response_id="chatcmpl-retry-1")
+    first = _track(client, payload, 201)
+    again = _track(client, payload, 200)
+    assert again == {**first, "duplicate": True}
+    batch = client.post("/track/batch", json=[openai_chat(app_keys, response_id="chatcmpl-retry-2")] * 3).json()
+    assert [r["http_status"] for r in batch["results"]] == [201, 200, 200]
+    assert len({r["interaction_id"] for r in batch["results"]}) == 1
+    assert count_rows(engine, "interaction") == 2
+
+
+def test_same_response_id_in_two_apps_is_two_interactions(client, engine, app_keys):
+    from tests.conftest import make_app
+
+    other = make_app(engine, name="other-app")
+    _track(client, openai_chat(app_keys, response_id="chatcmpl-shared"))
+    _track(client, openai_chat(other, response_id="chatcmpl-shared"))
+    assert count_rows(engine, "interaction") == 2
+
+
+def _image_payload(keys, filenames):
+    return {"reconify": {"format": "openai", "type": "image", "version": "3.0.0", "appKey": keys.app_key,
+                         "apiKey": keys.api_key},
+            "request": {"model": "dall-e-3", "prompt": "a cat on the moon", "response_format": "b64_json"},
+            "response": {"created": 1700000000, "data": filenames}, "user": {}, "session": "",
+            "sessionTimeout": ""}
+
+
+def _upload(client, keys, filename, content=b"\x89PNG fake image"):
+    return client.post("/upload", json={
+        "reconify": {"format": "openai", "type": "image_upload", "version": "3.0.0", "appKey": keys.app_key,
+                     "apiKey": keys.api_key},
+        "upload": {"filename": filename, "type": "response-image", "format": "b64_json",
+                   "data": {"b64_json": base64.b64encode(content).decode(), "revised_prompt": None}}})
+
+
+def test_upload_links_to_its_interaction_whichever_arrives_first(client, reader, app_keys):
+    early = _upload(client, app_keys, "early-1700000000-0.png")
+    assert early.status_code == 201 and early.json()["interaction_id"] is None
+    stored = _track(client, _image_payload(app_keys, ["early-1700000000-0.png", "late-1700000000-1.png"]))
+    late = _upload(client, app_keys, "late-1700000000-1.png", b"second image")
+    assert late.json()["interaction_id"] == stored["interaction_id"]
+    interaction = reader.get(f"/api/v1/interactions/{stored['interaction_id']}").json()
+    assert interaction["image_count"] == 2 and interaction["usage_source"] == "absent"
+    assert [(i["filename"], i["uploaded"]) for i in interaction["images"]] == [
+        ("early-1700000000-0.png", True), ("late-1700000000-1.png", True)]
+    assert reader.get(interaction["images"][1]["url"]).content == b"second image"
