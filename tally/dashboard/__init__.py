@@ -1,0 +1,1 @@
+"""The analysts' dashboard: Plotly figure builders, pages, routes and the login."""
