@@ -89,7 +89,8 @@ class BatchStore:
             if ref is not None:
                 first_of_ref[(job.app_id, ref)] = index
             at = job.row["request_at"]
-            user_id, new_user = self.users.resolve(conn, app_id=job.app_id, fields=job.user, at_ms=at)
+            user_id, new_user = self.users.resolve(conn, app_id=job.app_id, fields=job.user, at_ms=at,
+                                                     now_ms=now)
             key = job.row["session_key"] or f"u:{user_id}"
             if new_user and job.session_external_id is None:
                 self.sessions.mark_new_key(job.app_id, key)

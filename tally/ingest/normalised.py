@@ -27,6 +27,7 @@ class Normalised:
     messages: list[Message] = field(default_factory=list)  # what was sent, in order
     output_text: str = ""
     prompt_tokens: int | None = None
+    cached_prompt_tokens: int | None = None
     completion_tokens: int | None = None
     finish_reason: str | None = None
     image_files: list[str] = field(default_factory=list)

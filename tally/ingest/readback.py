@@ -12,7 +12,7 @@ from tally.store.models import EndUser, Interaction, InteractionImage, Interacti
 
 router = APIRouter(prefix="/api/v1", tags=["read"])
 _SUMMARY_FIELDS = ("id", "app_id", "user_id", "session_id", "provider", "type", "model", "input_text",
-                   "output_text", "prompt_tokens", "completion_tokens", "total_tokens", "usage_source",
+                   "output_text", "prompt_tokens", "cached_prompt_tokens", "completion_tokens", "total_tokens", "usage_source",
                    "finish_reason", "request_at", "response_at", "latency_ms", "image_count", "is_error",
                    "response_ref", "client_version", "received_at")
 

@@ -33,26 +33,30 @@ class UserDirectory:
     def clear(self) -> None:
         self._by_identity.clear()
 
-    def resolve(self, conn: Connection, *, app_id: int, fields: UserFields | None, at_ms: int) -> tuple[int, bool]:
-        """The user's id, and whether this interaction created the user."""
+    def resolve(self, conn: Connection, *, app_id: int, fields: UserFields | None, at_ms: int,
+                now_ms: int) -> tuple[int, bool]:
+        """The user's id, and whether this interaction created the user; `now_ms` stamps changed rows."""
         if len(self._by_identity) > _CACHE_LIMIT:
             self._by_identity.clear()
         incoming = _profile_of(fields)
         external_id = fields.userId if fields else None
         email_key = incoming["email"].lower() if incoming.get("email") else None
         if external_id is None and email_key is None:
-            return self._create(conn, app_id=app_id, external_id=None, profile=incoming, at_ms=at_ms).user_id, True
+            return self._create(conn, app_id=app_id, external_id=None, profile=incoming, at_ms=at_ms,
+                                now_ms=now_ms).user_id, True
 
         known = self._find(conn, app_id=app_id, external_id=external_id, email_key=email_key)
         if known is None:
-            known = self._create(conn, app_id=app_id, external_id=external_id, profile=incoming, at_ms=at_ms)
+            known = self._create(conn, app_id=app_id, external_id=external_id, profile=incoming, at_ms=at_ms,
+                                 now_ms=now_ms)
             created = True
         else:
             created = False
             if external_id is not None and known.external_id is None:  # an email-only user gains its userId
                 known.external_id = external_id
-                conn.execute(update(_users).where(_users.c.id == known.user_id).values(external_id=external_id))
-            self._merge_profile(conn, known, incoming, at_ms)
+                conn.execute(update(_users).where(_users.c.id == known.user_id)
+                             .values(external_id=external_id, updated_at=now_ms))
+            self._merge_profile(conn, known, incoming, at_ms, now_ms)
         self._remember(app_id, known)
         return known.user_id, created
 
@@ -77,16 +81,17 @@ class UserDirectory:
             return None
         return _Known(row.id, row.external_id, {f: getattr(row, f) for f in PROFILE_FIELDS}, row.profile_at)
 
-    def _create(self, conn: Connection, *, app_id: int, external_id: str | None, profile: dict, at_ms: int) -> _Known:
+    def _create(self, conn: Connection, *, app_id: int, external_id: str | None, profile: dict, at_ms: int,
+                now_ms: int) -> _Known:
         values = {f: profile.get(f) for f in PROFILE_FIELDS}
         user_id = conn.execute(
             insert(_users).returning(_users.c.id),
             {**values, "app_id": app_id, "external_id": external_id, "email_key": _email_key(values),
-             "profile_at": at_ms, "created_at": at_ms},
+             "profile_at": at_ms, "created_at": at_ms, "updated_at": now_ms},
         ).scalar_one()
         return _Known(user_id, external_id, values, at_ms)
 
-    def _merge_profile(self, conn: Connection, known: _Known, incoming: dict, at_ms: int) -> None:
+    def _merge_profile(self, conn: Connection, known: _Known, incoming: dict, at_ms: int, now_ms: int) -> None:
         """Each field keeps its latest non-empty value, latest by the interaction's own time."""
         newer = at_ms >= known.profile_at
         changes = {
@@ -101,7 +106,7 @@ class UserDirectory:
             if "email" in changes:
                 changes["email_key"] = _email_key(known.profile)
             conn.execute(update(_users).where(_users.c.id == known.user_id)
-                         .values(**changes, profile_at=known.profile_at))
+                         .values(**changes, profile_at=known.profile_at, updated_at=now_ms))
 
     def _remember(self, app_id: int, known: _Known) -> None:
         if known.external_id is not None:

@@ -82,6 +82,7 @@ class EndUser(SQLModel, table=True):
     is_authenticated: bool | None = None
     profile_at: int = _millis()
     created_at: int = _millis()
+    updated_at: int = _millis(index=True)
 
 
 class InteractionSession(SQLModel, table=True):
@@ -121,6 +122,7 @@ class Interaction(SQLModel, table=True):
     input_text: str = _text(nullable=False)
     output_text: str = _text(nullable=False)
     prompt_tokens: int | None = None
+    cached_prompt_tokens: int | None = None  # part of prompt_tokens served from the provider's prompt cache
     completion_tokens: int | None = None
     total_tokens: int | None = None
     usage_source: str = Field(max_length=16)

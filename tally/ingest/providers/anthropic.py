@@ -36,6 +36,7 @@ def messages_body(result: Normalised, request: dict[str, Any], response: Any) ->
             for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
         )
         result.completion_tokens = as_int(usage.get("output_tokens"))
+        result.cached_prompt_tokens = as_int(usage.get("cache_read_input_tokens"))
 
 
 def _output(content: Any) -> str:

@@ -17,6 +17,7 @@ def normalise(kind: str, request: dict[str, Any], response: Any) -> Normalised:
         finish_reason=optional_str(dig(response, "choices", 0, "finish_reason")),
         prompt_tokens=as_int(dig(response, "usage", "prompt_tokens")),
         completion_tokens=as_int(dig(response, "usage", "completion_tokens")),
+        cached_prompt_tokens=as_int(dig(response, "usage", "prompt_tokens_details", "cached_tokens")),
     )
     if kind == "chat":
         result.messages = chat_messages(request.get("messages"))
