@@ -31,3 +31,21 @@ def test_migrations_import_no_project_code_and_are_named_by_date():
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
                 assert not any(name.startswith("tally") for name in names), f"{path.name} imports {names}"
+
+
+def test_upgrade_keeps_existing_rows(settings):
+    from sqlalchemy import text
+
+    from tally.store.engine import build_engine
+
+    engine = build_engine(settings)
+    migrations.upgrade(engine, "2026_11_22_initial")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO app (id, name, app_key, created_at) VALUES (1, 'a', 'app_1', 5)"))
+        conn.execute(text("INSERT INTO end_user (id, app_id, external_id, profile_at, created_at) "
+                          "VALUES (1, 1, 'u', 5, 7)"))
+        conn.execute(text("INSERT INTO interaction_session (id, app_id, created_at) VALUES (1, 1, 5)"))
+    migrations.upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT external_id, updated_at FROM end_user")).one() == ("u", 7)
+    engine.dispose()

@@ -82,7 +82,7 @@ class EndUser(SQLModel, table=True):
     is_authenticated: bool | None = None
     profile_at: int = _millis()
     created_at: int = _millis()
-    updated_at: int = _millis(index=True)
+    updated_at: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, index=True, server_default="0"))
 
 
 class InteractionSession(SQLModel, table=True):

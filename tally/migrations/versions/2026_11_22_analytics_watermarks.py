@@ -19,8 +19,6 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("updated_at", sa.BigInteger(), nullable=False, server_default="0"))
         batch_op.create_index(batch_op.f("ix_end_user_updated_at"), ["updated_at"], unique=False)
     op.execute("UPDATE end_user SET updated_at = created_at")
-    with op.batch_alter_table("end_user", schema=None) as batch_op:
-        batch_op.alter_column("updated_at", server_default=None)
     with op.batch_alter_table("interaction", schema=None) as batch_op:
         batch_op.add_column(sa.Column("cached_prompt_tokens", sa.Integer(), nullable=True))
 
