@@ -49,8 +49,8 @@ def settings(request, tmp_path: Path) -> Iterator[Settings]:
 
 @pytest.fixture
 def engine(settings: Settings) -> Iterator[sqlalchemy.Engine]:
+    migrations.upgrade(settings)
     engine = build_engine(settings)
-    migrations.upgrade(engine)
     yield engine
     engine.dispose()
 

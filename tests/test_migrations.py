@@ -3,6 +3,7 @@
 import ast
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
@@ -20,8 +21,8 @@ def test_upgrade_head_from_empty_leaves_no_autogenerate_diff(engine):
     assert set(inspect(engine).get_table_names()) >= set(SQLModel.metadata.tables)
 
 
-def test_upgrade_is_idempotent(engine):
-    migrations.upgrade(engine)
+def test_upgrade_is_idempotent(engine, settings):
+    migrations.upgrade(settings)
 
 
 def test_migrations_import_no_project_code_and_are_named_by_date():
@@ -33,19 +34,31 @@ def test_migrations_import_no_project_code_and_are_named_by_date():
                 assert not any(name.startswith("tally") for name in names), f"{path.name} imports {names}"
 
 
+def test_failed_migration_leaves_the_store_as_it_was(settings, monkeypatch):
+    """DDL runs in the migration's transaction on both databases, so a failure leaves no half-altered table."""
+    from alembic.operations import Operations
+
+    migrations.upgrade(settings, "2026_11_22_initial")
+    monkeypatch.setattr(Operations, "execute", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError):
+        migrations.upgrade(settings)
+    monkeypatch.undo()
+    migrations.upgrade(settings)
+
+
 def test_upgrade_keeps_existing_rows(settings):
     from sqlalchemy import text
 
     from tally.store.engine import build_engine
 
+    migrations.upgrade(settings, "2026_11_22_initial")
     engine = build_engine(settings)
-    migrations.upgrade(engine, "2026_11_22_initial")
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO app (id, name, app_key, created_at) VALUES (1, 'a', 'app_1', 5)"))
         conn.execute(text("INSERT INTO end_user (id, app_id, external_id, profile_at, created_at) "
                           "VALUES (1, 1, 'u', 5, 7)"))
         conn.execute(text("INSERT INTO interaction_session (id, app_id, created_at) VALUES (1, 1, 5)"))
-    migrations.upgrade(engine)
+    migrations.upgrade(settings)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT external_id, updated_at FROM end_user")).one() == ("u", 7)
     engine.dispose()

@@ -26,8 +26,9 @@ app.add_typer(tokens_app, name="tokens")
 @contextmanager
 def _store(settings: Settings | None = None):
     """A migrated store and a session committed once at the end of the command."""
-    engine = build_engine(settings or Settings())
-    migrations.upgrade(engine)
+    settings = settings or Settings()
+    migrations.upgrade(settings)
+    engine = build_engine(settings)
     try:
         with Session(engine) as db:
             try:
@@ -55,8 +56,8 @@ def serve(
 
     overrides = {key: value for key, value in (("host", host), ("port", port)) if value is not None}
     settings = Settings(**overrides)
+    migrations.upgrade(settings)
     engine = build_engine(settings)
-    migrations.upgrade(engine)
     base = f"http://{settings.host}:{settings.port}"
     if demo:
         keys = ensure_demo_app(engine, settings)
@@ -73,9 +74,7 @@ def serve(
 def db_upgrade() -> None:
     """Apply every pending migration."""
     settings = Settings()
-    engine = build_engine(settings)
-    migrations.upgrade(engine)
-    engine.dispose()
+    migrations.upgrade(settings)
     typer.echo(f"store is up to date: {_redacted(settings.database_url)}")
 
 

@@ -4,9 +4,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
 
 import tally.migrations
+from tally.store.engine import build_engine
+from tally.store.settings import Settings
 
 
 def alembic_config() -> Config:
@@ -16,16 +17,13 @@ def alembic_config() -> Config:
     return config
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    config = alembic_config()
-    with engine.connect() as connection:
-        if engine.dialect.name == "sqlite":
-            # SQLite alters a table by copying it; foreign keys would veto dropping the original.
-            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
-            connection.commit()
-        with connection.begin():
+def upgrade(settings: Settings, revision: str = "head") -> None:
+    """Migrate the store named by `settings`, in one transaction, on a connection of its own."""
+    engine = build_engine(settings, foreign_keys=False)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config()
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
-        if engine.dialect.name == "sqlite":
-            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
-            connection.commit()
+    finally:
+        engine.dispose()
