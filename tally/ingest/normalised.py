@@ -9,6 +9,8 @@ vocabulary files, so it works offline, and it lands within about 15% of tiktoken
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 USAGE_REPORTED = "reported"
 USAGE_ESTIMATED = "estimated"
 USAGE_ABSENT = "absent"
@@ -79,6 +81,8 @@ def text_of(content: Any) -> str:
         return ""
     if isinstance(content, str):
         return content
+    if isinstance(content, (bool, int, float)):
+        return orjson.dumps(content).decode()  # `true`, not Python's `True`
     if isinstance(content, list):
         return "\n".join(filter(None, (text_of(part) for part in content)))
     if isinstance(content, dict):

@@ -30,7 +30,7 @@ def normalise(kind: str, request: dict[str, Any], response: Any) -> Normalised:
     else:
         _text_model(result, body, out)
     result.response_ref = result.response_ref or optional_str(dig(out, "id"))
-    return result.settle_usage(chat=bool(body.get("messages")))
+    return result.settle_usage(chat="messages" in body or "message" in body)
 
 
 def model_family(model_id: str | None) -> str:

@@ -14,9 +14,10 @@ def normalise(kind: str, request: Any, response: Any) -> Normalised:
     body = request if isinstance(request, dict) else {}
     if isinstance(response, dict) and "choices" in response:
         return openai.normalise("chat" if "messages" in body else "completion", body, response)
+    messages = body.get("messages") if isinstance(request, dict) else request  # a bare list of messages too
     result = Normalised(
         model=optional_str(body.get("model")) or optional_str(dig(response, "model")),
-        messages=chat_messages(body.get("messages")) or [Message("user", _input(request))],
+        messages=chat_messages(messages) or [Message("user", _input(request))],
         output_text=_output(response),
         is_error=isinstance(response, dict) and bool(response.get("error")),
         response_ref=optional_str(dig(response, "id")),
