@@ -11,7 +11,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from tally.ingest.batch import ImageUpload, StoredUpload
-from tally.ingest.http import ApiError, error_response, json_response, read_json_body
+from tally.ingest.http import read_json_body
+from tally.store.errors import ApiError, error_response, json_response
 from tally.ingest.service import IngestService
 from tally.ingest.uploads import decode_image, save_upload
 from tally.ingest.wire import UploadPayload, field_errors

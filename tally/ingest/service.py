@@ -6,7 +6,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from tally.ingest.batch import StoredInteraction
-from tally.ingest.http import ApiError, unauthorized
+from tally.ingest.http import unauthorized
+from tally.store.errors import ApiError
 from tally.ingest.keys import KeyVerifier, VerifiedApp
 from tally.ingest.prepare import PayloadRejected, PreparedInteraction, check_format, prepare
 from tally.ingest.wire import ReconifyHeader, TrackPayload, field_errors

@@ -7,11 +7,14 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 
+from tally.analytics import api as analytics_api
+from tally.analytics.service import Analytics
 from tally.ingest import readback, routes
-from tally.ingest.http import ApiError, error_response
+from tally.store.errors import ApiError, error_response
 from tally.ingest.keys import KeyVerifier
 from tally.ingest.service import IngestService
 from tally.ingest.writer import GroupCommitWriter
+from tally.server.scheduler import start_scheduler
 from tally.store.engine import build_engine
 from tally.store.settings import Settings
 
@@ -26,9 +29,13 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.settings = settings
         app.state.engine = engine
         app.state.ingest = IngestService(settings, KeyVerifier(engine, settings.key_cache_seconds), writer)
+        analytics = app.state.analytics = Analytics(settings)
+        scheduler = start_scheduler(analytics)
         try:
             yield
         finally:
+            scheduler.shutdown(wait=True)
+            analytics.close()
             await writer.stop()
             engine.dispose()
 
@@ -36,6 +43,8 @@ def create_app(settings: Settings) -> FastAPI:
                   lifespan=lifespan)
     app.include_router(routes.router)
     app.include_router(readback.router)
+    app.include_router(analytics_api.router)
+    app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
 
@@ -50,12 +59,19 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
+async def _api_error(_: Request, exc: ApiError) -> Response:
+    return error_response(exc)
+
+
 async def _http_error(_: Request, exc: HTTPException) -> Response:
     code = {401: "unauthorized", 403: "forbidden", 404: "not_found"}.get(exc.status_code, "error")
     return error_response(ApiError(exc.status_code, code, str(exc.detail), headers=exc.headers))
 
 
 async def _validation_error(_: Request, exc: RequestValidationError) -> Response:
-    errors = [{"field": ".".join(str(p) for p in item["loc"] if p not in ("path", "query", "body")),
-               "message": item["msg"]} for item in exc.errors()]
-    return error_response(ApiError(422, "invalid_request", "the request is invalid", errors))
+    """Bad query parameters (filters) are a 400; anything else FastAPI validates is a 422."""
+    errors = [{"field": ".".join(str(p) for p in item["loc"][1:]) or str(item["loc"][0]), "message": item["msg"]}
+              for item in exc.errors()]
+    in_query = all(item["loc"][0] == "query" for item in exc.errors())
+    code, status = ("invalid_filter", 400) if in_query else ("invalid_request", 422)
+    return error_response(ApiError(status, code, "the request is invalid", errors))

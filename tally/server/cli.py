@@ -18,9 +18,11 @@ app = typer.Typer(help="Tally: analytics for LLM telemetry sent in the Reconify 
 db_app = typer.Typer(help="The relational store.", no_args_is_help=True)
 apps_app = typer.Typer(help="Apps and their API keys.", no_args_is_help=True)
 tokens_app = typer.Typer(help="Read tokens for the /api/v1 read API.", no_args_is_help=True)
+analytics_app = typer.Typer(help="The DuckDB analytics kept in step with the store.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(apps_app, name="apps")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(analytics_app, name="analytics")
 
 
 @contextmanager
@@ -137,3 +139,38 @@ def _redacted(url: str) -> str:
         scheme, rest = url.split("://", 1)
         return f"{scheme}://***@{rest.split('@', 1)[1]}"
     return url
+
+
+@analytics_app.command("refresh")
+def analytics_refresh() -> None:
+    """Bring DuckDB up to date with the store once (what the server does every few seconds)."""
+    from tally.analytics.service import Analytics, WarehouseBusy
+
+    settings = Settings()
+    migrations.upgrade(settings)
+    try:
+        analytics = Analytics(settings)
+    except WarehouseBusy as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    try:
+        report = analytics.refresh()
+    finally:
+        analytics.close()
+    typer.echo(f"refreshed: {report.interactions} interactions, {report.users} users, {report.deleted} deleted "
+               f"in {report.seconds:.2f} s")
+
+
+@analytics_app.command("rebuild")
+def analytics_rebuild() -> None:
+    """Recreate the DuckDB file from the store; stop the server first."""
+    from tally.analytics.service import WarehouseBusy, rebuild
+
+    settings = Settings()
+    migrations.upgrade(settings)
+    try:
+        report = rebuild(settings)
+    except WarehouseBusy as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"rebuilt: {report.interactions} interactions, {report.users} users in {report.seconds:.2f} s")

@@ -1,6 +1,7 @@
 """The one validated settings class, read from `TALLY_*` environment variables."""
 
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,11 +25,24 @@ class Settings(BaseSettings):
     writer_max_pending: int = Field(20_000, ge=1, description="Queued writes before /track answers 503.")
     key_cache_seconds: float = Field(5, ge=0, description="How long verified keys are trusted before a reload.")
 
+    analytics_refresh_seconds: float = Field(5, gt=0, description="How often DuckDB catches up with the store.")
+    analytics_timezone: str = Field("UTC", description="IANA zone in which hours, days and weeks are counted.")
+    prices_file: Path | None = Field(None, description="A CSV of model prices extending or overriding the shipped one.")
+
     @field_validator("database_url")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
         if value and not value.startswith(("sqlite", "postgresql", "postgres://")):
             raise ValueError("must start with sqlite:// or postgresql://")
+        return value
+
+    @field_validator("analytics_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Paris") from None
         return value
 
     @model_validator(mode="after")
@@ -40,3 +54,7 @@ class Settings(BaseSettings):
     @property
     def uploads_dir(self) -> Path:
         return self.data_dir / "uploads"
+
+    @property
+    def analytics_path(self) -> Path:
+        return self.data_dir / "analytics.duckdb"

@@ -1,0 +1,128 @@
+"""Read queries over DuckDB: usage series and totals, models, users, sessions and interactions.
+
+Unfiltered by user, usage comes from the hour and day rollups and counts whole buckets overlapping the range;
+filtered by user it comes from the user's raw interactions and counts exactly the range. Latency percentiles
+always come from raw interactions, since percentiles of buckets cannot be combined.
+"""
+
+import duckdb
+
+from tally.analytics.filters import Filters
+
+_ROLLUP_SUMS = """
+    coalesce(sum(interactions), 0) AS interactions, coalesce(sum(errors), 0) AS errors,
+    coalesce(sum(reported_prompt_tokens + estimated_prompt_tokens), 0) AS prompt_tokens,
+    coalesce(sum(reported_completion_tokens + estimated_completion_tokens), 0) AS completion_tokens,
+    coalesce(sum(reported_prompt_tokens + reported_completion_tokens), 0) AS reported_tokens,
+    coalesce(sum(estimated_prompt_tokens + estimated_completion_tokens), 0) AS estimated_tokens,
+    coalesce(sum(absent_usage), 0) AS absent_usage, coalesce(sum(cost), 0) AS cost,
+    coalesce(sum(estimated_cost), 0) AS estimated_cost, coalesce(sum(priced), 0) AS priced,
+    coalesce(sum(unpriced), 0) AS unpriced"""
+_RAW_SUMS = """
+    count(*) AS interactions, count(*) FILTER (WHERE is_error) AS errors,
+    coalesce(sum(prompt_tokens) FILTER (WHERE usage_source <> 'absent'), 0) AS prompt_tokens,
+    coalesce(sum(completion_tokens) FILTER (WHERE usage_source <> 'absent'), 0) AS completion_tokens,
+    coalesce(sum(total_tokens) FILTER (WHERE usage_source = 'reported'), 0) AS reported_tokens,
+    coalesce(sum(total_tokens) FILTER (WHERE usage_source = 'estimated'), 0) AS estimated_tokens,
+    count(*) FILTER (WHERE usage_source = 'absent') AS absent_usage, coalesce(sum(cost), 0) AS cost,
+    coalesce(sum(cost) FILTER (WHERE usage_source = 'estimated'), 0) AS estimated_cost,
+    count(*) FILTER (WHERE priced) AS priced, count(*) FILTER (WHERE NOT priced) AS unpriced"""
+
+
+class Queries:
+    def __init__(self, cursor: duckdb.DuckDBPyConnection, timezone: str) -> None:
+        self._cursor = cursor
+        self._zone = timezone
+
+    def _rows(self, sql: str, params: list) -> list[dict]:
+        result = self._cursor.execute(sql, params)
+        names = [column[0] for column in result.description]
+        return [dict(zip(names, row)) for row in result.fetchall()]
+
+    def _local(self, placeholder: str = "?") -> str:
+        return f"timezone(?, epoch_ms({placeholder})::TIMESTAMPTZ)"
+
+    def _usage_source(self, f: Filters, granularity: str) -> tuple[str, str, str, list]:
+        """(table, bucket expression, WHERE clause, parameters) for usage over `f`."""
+        dims, params = [], []
+        for column, value in (("app_id", f.app_id), ("provider", f.provider), ("model", f.model)):
+            if value is not None:
+                dims.append(f"{column} = ?")
+                params.append(value)
+        if f.user_id is not None:
+            where = ["request_at >= ?", "request_at < ?", "user_id = ?", *dims]
+            return "costed", granularity, " AND ".join(where), [f.start_ms, f.end_ms, f.user_id, *params]
+        table = "rollup_hour" if granularity == "hour" else "rollup_day"
+        where = [f"bucket >= date_trunc('{granularity}', {self._local()})", f"bucket < {self._local()}", *dims]
+        return table, "bucket", " AND ".join(where), [self._zone, f.start_ms, self._zone, f.end_ms, *params]
+
+    def usage_series(self, f: Filters, granularity: str) -> list[dict]:
+        table, bucket, where, params = self._usage_source(f, granularity)
+        sums = _RAW_SUMS if table == "costed" else _ROLLUP_SUMS
+        return self._rows(f"SELECT {bucket} AS bucket, {sums} FROM {table} WHERE {where} "
+                          f"GROUP BY 1 ORDER BY 1", params)
+
+    def usage_by_model(self, f: Filters) -> list[dict]:
+        table, _, where, params = self._usage_source(f, "hour")
+        sums = _RAW_SUMS if table == "costed" else _ROLLUP_SUMS
+        rows = self._rows(f"SELECT provider, model, {sums} FROM {table} WHERE {where} "
+                          f"GROUP BY 1, 2 ORDER BY interactions DESC, provider, model", params)
+        latency = {(r["provider"], r["model"]): r for r in self._latency(f, by_model=True)}
+        for row in rows:
+            row.update({k: v for k, v in latency.get((row["provider"], row["model"]), {}).items()
+                        if k.startswith("latency")})
+        return rows
+
+    def totals(self, f: Filters) -> dict:
+        table, _, where, params = self._usage_source(f, "hour")
+        sums = _RAW_SUMS if table == "costed" else _ROLLUP_SUMS
+        [totals] = self._rows(f"SELECT {sums} FROM {table} WHERE {where}", params)
+        totals["unpriced_models"] = self._rows(
+            f"SELECT provider, model, {'count(*)' if table == 'costed' else 'sum(unpriced)'} AS interactions "
+            f"FROM {table} WHERE {where} AND {'NOT priced' if table == 'costed' else 'unpriced > 0'} "
+            f"GROUP BY 1, 2 ORDER BY 3 DESC", params)
+        [latency] = self._latency(f, by_model=False) or [{}]
+        where, params = self._raw_where(f)
+        [people] = self._rows(f"SELECT count(DISTINCT user_id) AS active_users, "
+                              f"count(DISTINCT session_id) AS sessions FROM interaction WHERE {where}", params)
+        return {**totals, **latency, **people}
+
+    def _raw_where(self, f: Filters) -> tuple[str, list]:
+        where, params = ["request_at >= ?", "request_at < ?"], [f.start_ms, f.end_ms]
+        for column, value in (("app_id", f.app_id), ("provider", f.provider), ("model", f.model),
+                              ("user_id", f.user_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        return " AND ".join(where), params
+
+    def _latency(self, f: Filters, *, by_model: bool) -> list[dict]:
+        where, params = self._raw_where(f)
+        keys = "provider, model, " if by_model else ""
+        return self._rows(
+            f"SELECT {keys}quantile_cont(latency_ms, 0.5) AS latency_p50, "
+            f"quantile_cont(latency_ms, 0.95) AS latency_p95, quantile_cont(latency_ms, 0.99) AS latency_p99 "
+            f"FROM interaction WHERE {where} {'GROUP BY provider, model' if by_model else ''}", params)
+
+    def active_users(self, f: Filters, granularity: str) -> list[dict]:
+        where, params = self._user_day_where(f)
+        return self._rows(f"SELECT date_trunc('{granularity}', bucket) AS bucket, "
+                          f"count(DISTINCT user_id) AS active_users FROM user_day WHERE {where} "
+                          f"GROUP BY 1 ORDER BY 1", params)
+
+    def _user_day_where(self, f: Filters) -> tuple[str, list]:
+        where = [f"bucket >= date_trunc('day', {self._local()})", f"bucket < {self._local()}"]
+        params: list = [self._zone, f.start_ms, self._zone, f.end_ms]
+        for column, value in (("app_id", f.app_id), ("user_id", f.user_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        return " AND ".join(where), params
+
+    def top_users(self, f: Filters, sort: str, limit: int) -> list[dict]:
+        where, params = self._user_day_where(f)
+        return self._rows(
+            f"SELECT d.user_id, u.external_id, u.email, u.first_name, u.last_name, "
+            f"sum(d.interactions) AS interactions, sum(d.total_tokens) AS total_tokens, sum(d.cost) AS cost, "
+            f"sum(d.sessions) AS sessions FROM user_day d LEFT JOIN end_user u ON u.id = d.user_id "
+            f"WHERE {where} GROUP BY ALL ORDER BY {sort} DESC, d.user_id LIMIT ?", [*params, limit])

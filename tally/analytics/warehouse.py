@@ -1,0 +1,96 @@
+"""The DuckDB file: its schema, the costed view, and connections for the refresh job and the readers."""
+
+import threading
+from pathlib import Path
+
+import duckdb
+
+SCHEMA_VERSION = "1"
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS sync_state (name VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE IF NOT EXISTS interaction (
+    id BIGINT, app_id BIGINT, user_id BIGINT, session_id BIGINT, provider VARCHAR, type VARCHAR,
+    model VARCHAR, prompt_tokens BIGINT, cached_prompt_tokens BIGINT, completion_tokens BIGINT,
+    total_tokens BIGINT, usage_source VARCHAR, finish_reason VARCHAR, request_at BIGINT, response_at BIGINT,
+    latency_ms BIGINT, image_count INTEGER, is_error BOOLEAN, updated_at BIGINT, input_preview VARCHAR);
+CREATE TABLE IF NOT EXISTS end_user (
+    id BIGINT, app_id BIGINT, external_id VARCHAR, email VARCHAR, first_name VARCHAR, last_name VARCHAR,
+    is_authenticated BOOLEAN, created_at BIGINT, updated_at BIGINT);
+CREATE TABLE IF NOT EXISTS app (id BIGINT, name VARCHAR);
+CREATE TABLE IF NOT EXISTS chat_session (id BIGINT, app_id BIGINT, external_id VARCHAR);
+CREATE TABLE IF NOT EXISTS price (
+    provider VARCHAR, model VARCHAR, input_per_mtok DOUBLE, cached_input_per_mtok DOUBLE,
+    output_per_mtok DOUBLE, per_image DOUBLE, effective_ms BIGINT);
+CREATE TABLE IF NOT EXISTS model_price (provider VARCHAR, model VARCHAR, price_provider VARCHAR, price_model VARCHAR);
+"""
+
+_ROLLUP_MEASURES = """
+    interactions BIGINT, errors BIGINT, reported_prompt_tokens BIGINT, reported_completion_tokens BIGINT,
+    estimated_prompt_tokens BIGINT, estimated_completion_tokens BIGINT, absent_usage BIGINT, cost DOUBLE,
+    estimated_cost DOUBLE, priced BIGINT, unpriced BIGINT, latency_sum BIGINT, latency_p50 DOUBLE,
+    latency_p95 DOUBLE, latency_p99 DOUBLE"""
+
+_ROLLUPS = f"""
+CREATE TABLE IF NOT EXISTS rollup_hour (bucket TIMESTAMP, app_id BIGINT, provider VARCHAR, model VARCHAR,
+    {_ROLLUP_MEASURES});
+CREATE TABLE IF NOT EXISTS rollup_day (bucket TIMESTAMP, app_id BIGINT, provider VARCHAR, model VARCHAR,
+    {_ROLLUP_MEASURES});
+CREATE TABLE IF NOT EXISTS user_day (bucket TIMESTAMP, app_id BIGINT, user_id BIGINT, interactions BIGINT,
+    prompt_tokens BIGINT, completion_tokens BIGINT, total_tokens BIGINT, cost DOUBLE, sessions BIGINT,
+    last_at BIGINT);
+CREATE TABLE IF NOT EXISTS session_stats (session_id BIGINT, app_id BIGINT, user_id BIGINT, started_at BIGINT,
+    ended_at BIGINT, duration_ms BIGINT, turns BIGINT, errors BIGINT, total_tokens BIGINT, cost DOUBLE,
+    models VARCHAR);
+"""
+
+
+def costed_view(timezone: str) -> str:
+    """Interactions with local-time buckets and a cost from the price in effect on the interaction's date."""
+    zone = timezone.replace("'", "''")
+    local = f"timezone('{zone}', epoch_ms(i.request_at)::TIMESTAMPTZ)"
+    return f"""
+CREATE OR REPLACE VIEW costed AS
+SELECT i.*, date_trunc('hour', {local}) AS hour, date_trunc('day', {local}) AS day,
+    p.provider IS NOT NULL AS priced,
+    CASE WHEN p.provider IS NOT NULL THEN
+        (coalesce(i.prompt_tokens, 0) - coalesce(i.cached_prompt_tokens, 0)) * coalesce(p.input_per_mtok, 0) / 1e6
+        + coalesce(i.cached_prompt_tokens, 0) * coalesce(p.cached_input_per_mtok, p.input_per_mtok, 0) / 1e6
+        + coalesce(i.completion_tokens, 0) * coalesce(p.output_per_mtok, 0) / 1e6
+        + i.image_count * coalesce(p.per_image, 0)
+    END AS cost
+FROM interaction i
+LEFT JOIN model_price mp ON mp.provider = i.provider AND mp.model = i.model
+ASOF LEFT JOIN price p ON p.provider = mp.price_provider AND p.model = mp.price_model
+    AND i.request_at >= p.effective_ms
+"""
+
+
+class Warehouse:
+    """One DuckDB database per process; each thread reads through its own cursor."""
+
+    def __init__(self, path: Path, timezone: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.timezone = timezone
+        self._connection = duckdb.connect(str(path))
+        self._connection.execute("SET TimeZone = 'UTC'")
+        self._connection.execute(_TABLES + _ROLLUPS)
+        self._connection.execute(costed_view(timezone))
+        self._local = threading.local()
+        self.write_lock = threading.Lock()
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A connection for the calling thread (DuckDB connections are not shared between threads)."""
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None:
+            cursor = self._local.cursor = self._connection.cursor()
+            cursor.execute("SET TimeZone = 'UTC'")
+        return cursor
+
+    def state(self, name: str, default: str = "") -> str:
+        rows = self.cursor().execute("SELECT value FROM sync_state WHERE name = ?", [name]).fetchall()
+        return rows[0][0] if rows else default
+
+    def close(self) -> None:
+        self._connection.close()
