@@ -14,7 +14,7 @@ from tally.store.errors import ApiError
 router = APIRouter(prefix="/api/v1", tags=["analytics"])
 
 From = Annotated[str | None, Query(alias="from", description="Start: YYYY-MM-DD (local day), ISO datetime or epoch ms")]
-To = Annotated[str | None, Query(description="End, exclusive for datetimes; a YYYY-MM-DD includes that whole day")]
+To = Annotated[str | None, Query(alias="to", description="End, exclusive for datetimes; a YYYY-MM-DD includes that whole day")]
 AppId = Annotated[str | None, Query(description="App id")]
 UserId = Annotated[str | None, Query(description="End-user id (as in /api/v1/users)")]
 Limit = Annotated[int, Query(ge=1, le=500)]

@@ -29,7 +29,7 @@ def users(cursor: duckdb.DuckDBPyConnection, *, app_id: int | None, search: str 
         where.append("u.app_id = ?")
         params.append(app_id)
     if search:
-        where.append("(u.external_id ILIKE ? OR u.email ILIKE ? OR concat_ws(' ', u.first_name, u.last_name) ILIKE ?)")
+        where.append("(u.user_id ILIKE ? OR u.email ILIKE ? OR concat_ws(' ', u.first_name, u.last_name) ILIKE ?)")
         params += [f"%{search}%"] * 3
     if after is not None:
         where.append(f"({column}, u.id) < (?, ?)")

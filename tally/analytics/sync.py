@@ -76,7 +76,11 @@ class Refresher:
                 self._append_sessions(cursor)
                 users = self._sync_users(cursor)
                 changed = self._sync_interactions(cursor)
-                deleted = self._reconcile(cursor, store_count)
+                deleted, missed = self._reconcile(cursor, store_count)
+                if missed:
+                    log.warning("analytics missed %d interactions (a clock step?); rereading the store", missed)
+                    _set_state(cursor, interaction_watermark=0)
+                    changed += self._sync_interactions(cursor)
                 self._resolve_models(cursor)
                 if full:
                     rollups.rebuild_all(cursor)
@@ -157,11 +161,12 @@ class Refresher:
         _set_state(cursor, **{f"{name}_watermark": watermark})
         return moved
 
-    def _reconcile(self, cursor: duckdb.DuckDBPyConnection, store_count: int) -> int:
-        """Deletions in the store leave no row to travel; a count mismatch finds them."""
+    def _reconcile(self, cursor: duckdb.DuckDBPyConnection, store_count: int) -> tuple[int, int]:
+        """Deletions in the store leave no row to travel; a count mismatch finds them. Returns (deleted, missed):
+        rows the watermark skipped show up as fewer rows here than the store counted before the sync."""
         local_count = cursor.execute("SELECT count(*) FROM interaction").fetchall()[0][0]
         if local_count == store_count:
-            return 0
+            return 0, 0
         ids = self.reader.interaction_ids()
         cursor.register("store_ids", ids)
         cursor.execute("CREATE OR REPLACE TEMP TABLE gone AS SELECT id FROM interaction "
@@ -169,11 +174,7 @@ class Refresher:
         cursor.unregister("store_ids")
         rollups.record_affected(cursor, "gone")
         deleted = cursor.execute("DELETE FROM interaction WHERE id IN (SELECT id FROM gone)").fetchall()[0][0]
-        if local_count - deleted < store_count:
-            log.warning("analytics missed %d interactions; the next refresh rereads the store",
-                        store_count - local_count + deleted)
-            _set_state(cursor, interaction_watermark=0)
-        return deleted
+        return deleted, max(0, store_count - (local_count - deleted))
 
 
 def _set_state(cursor: duckdb.DuckDBPyConnection, **values) -> None:
