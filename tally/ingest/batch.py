@@ -2,17 +2,20 @@
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from tally.ingest.prepare import PreparedInteraction
 from tally.ingest.sessions import SessionPlacer
-from tally.ingest.users import UserDirectory
+from tally.ingest.users import UserDirectory, UserRequest
 from tally.store.models import Interaction, InteractionImage
 from tally.store.secrets import now_ms
 
 _interactions = Interaction.__table__
 _images = InteractionImage.__table__
 _insert_returning_ids = insert(_interactions).returning(_interactions.c.id, sort_by_parameter_order=True)
+_select_by_refs = select(_interactions.c.response_ref, _interactions.c.id, _interactions.c.user_id,
+                         _interactions.c.session_id).where(
+    _interactions.c.app_id == bindparam("app_id"), _interactions.c.response_ref.in_(bindparam("refs", expanding=True)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,13 +66,34 @@ class BatchStore:
     def _store_interactions(self, conn: Connection, tracked: list, results: list) -> None:
         now = now_ms()
         originals = _stored_originals(conn, tracked)
+        to_store: list[tuple[int, PreparedInteraction]] = []
+        first_of_ref: dict[tuple[int, str], int] = {}
+        duplicates_in_batch: list[tuple[int, int]] = []
+        for index, job in tracked:
+            ref = job.row["response_ref"]
+            if ref is not None and (job.app_id, ref) in originals:
+                results[index] = originals[(job.app_id, ref)]
+            elif ref is not None and (job.app_id, ref) in first_of_ref:
+                duplicates_in_batch.append((index, first_of_ref[(job.app_id, ref)]))
+            else:
+                if ref is not None:
+                    first_of_ref[(job.app_id, ref)] = index
+                to_store.append((index, job))
+
+        self.sessions.preload_explicit(conn, {(job.app_id, job.session_external_id) for _, job in to_store
+                                              if job.session_external_id is not None})
+        users = self.users.resolve_batch(
+            conn, [UserRequest(job.app_id, job.user, job.row["request_at"]) for _, job in to_store], now_ms=now)
         pending_rows: list[dict] = []
         pending_slots: list[tuple[int, PreparedInteraction]] = []
-        first_of_ref: dict[tuple[int, str], int] = {}
 
         def flush() -> None:
+            """Insert what this batch has placed so far: its new sessions, then its interactions."""
+            self.sessions.insert_pending(conn)
             if not pending_rows:
                 return
+            for row in pending_rows:
+                row["session_id"] = row["session_id"].id
             ids = conn.execute(_insert_returning_ids, pending_rows).scalars().all()
             for (index, job), row, new_id in zip(pending_slots, pending_rows, ids):
                 results[index] = StoredInteraction(new_id, row["user_id"], row["session_id"])
@@ -77,27 +101,14 @@ class BatchStore:
             pending_rows.clear()
             pending_slots.clear()
 
-        duplicates_in_batch: list[tuple[int, int]] = []
-        for index, job in tracked:
-            ref = job.row["response_ref"]
-            if ref is not None and (job.app_id, ref) in originals:
-                results[index] = originals[(job.app_id, ref)]
-                continue
-            if ref is not None and (job.app_id, ref) in first_of_ref:
-                duplicates_in_batch.append((index, first_of_ref[(job.app_id, ref)]))
-                continue
-            if ref is not None:
-                first_of_ref[(job.app_id, ref)] = index
-            at = job.row["request_at"]
-            user_id, new_user = self.users.resolve(conn, app_id=job.app_id, fields=job.user, at_ms=at,
-                                                     now_ms=now)
+        for (index, job), (user_id, new_user) in zip(to_store, users):
             key = job.row["session_key"] or f"u:{user_id}"
             if new_user and job.session_external_id is None:
                 self.sessions.mark_new_key(job.app_id, key)
-            session_id = self.sessions.place(
-                conn, app_id=job.app_id, key=key, at_ms=at, timeout_ms=job.timeout_ms, user_id=user_id,
-                external_id=job.session_external_id, now_ms=now, flush=flush)
-            pending_rows.append({**job.row, "session_key": key, "user_id": user_id, "session_id": session_id})
+            session = self.sessions.place(
+                conn, app_id=job.app_id, key=key, at_ms=job.row["request_at"], timeout_ms=job.timeout_ms,
+                user_id=user_id, external_id=job.session_external_id, now_ms=now, flush=flush)
+            pending_rows.append({**job.row, "session_key": key, "user_id": user_id, "session_id": session})
             pending_slots.append((index, job))
         flush()
         for index, original_index in duplicates_in_batch:
@@ -113,9 +124,7 @@ def _stored_originals(conn: Connection, tracked: list) -> dict[tuple[int, str], 
             refs_by_app.setdefault(job.app_id, set()).add(job.row["response_ref"])
     found = {}
     for app_id, refs in refs_by_app.items():
-        rows = conn.execute(select(_interactions.c.response_ref, _interactions.c.id, _interactions.c.user_id,
-                                   _interactions.c.session_id)
-                            .where(_interactions.c.app_id == app_id, _interactions.c.response_ref.in_(refs)))
+        rows = conn.execute(_select_by_refs, {"app_id": app_id, "refs": list(refs)})
         for ref, interaction_id, user_id, session_id in rows:
             found[(app_id, ref)] = StoredInteraction(interaction_id, user_id, session_id, duplicate=True)
     return found

@@ -1,8 +1,12 @@
-"""The HTTP edge of ingest: reading bounded JSON bodies and answering with the one error shape."""
+"""The raw ASGI edge of ingest: reading bounded JSON bodies and sending JSON answers."""
 
-from starlette.requests import Request
+import orjson
 
 from tally.store.errors import ApiError
+
+
+class ClientGone(Exception):
+    """The client disconnected before its body arrived."""
 
 
 def unauthorized() -> ApiError:
@@ -10,22 +14,36 @@ def unauthorized() -> ApiError:
                     [{"field": "reconify.apiKey", "message": "unknown app key or wrong API key"}])
 
 
-async def read_json_body(request: Request, limit: int) -> bytes:
+async def read_json_body(scope: dict, receive, limit: int) -> bytes:
     """The raw body, after checking that it is JSON and within `limit` bytes (415 and 413 otherwise)."""
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    headers = dict(scope["headers"])
+    media_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower().decode("latin-1")
     if media_type != "application/json" and not media_type.endswith("+json"):
         raise ApiError(415, "unsupported_media_type", f"send JSON with Content-Type: application/json, "
                        f"not {media_type or 'no content type'}")
-    declared = request.headers.get("content-length", "")
+    declared = headers.get(b"content-length", b"")
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
-    chunks, size = [], 0
-    async for chunk in request.stream():
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise _too_large(limit)
         chunks.append(chunk)
-    return b"".join(chunks)
+        more = message.get("more_body", False)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def send_json(send, status: int, body: object, headers: dict[str, str] | None = None) -> None:
+    content = orjson.dumps(body)
+    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
+    raw_headers += [(name.lower().encode(), value.encode()) for name, value in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": content})
 
 
 def _too_large(limit: int) -> ApiError:

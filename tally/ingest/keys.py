@@ -88,16 +88,22 @@ class KeyVerifier:
         self._engine = engine
         self._ttl = ttl_seconds
         self._entries: dict[str, _AppEntry] = {}
+        self._verified: dict[tuple[str, str], VerifiedApp] = {}  # pairs that matched since the last reload
         self._loaded_at = float("-inf")
         self._lock = threading.Lock()
 
     def verify(self, app_key: str, api_key: str) -> VerifiedApp | None:
         if time.monotonic() - self._loaded_at > self._ttl:
             self._reload()
+        found = self._verified.get((app_key, api_key))
+        if found is not None:
+            return found
         found = self._match(app_key, api_key)
         if found is None and time.monotonic() - self._loaded_at > _RELOAD_ON_MISS_SECONDS:
             self._reload()  # a key created a moment ago by the CLI works at once
             found = self._match(app_key, api_key)
+        if found is not None:
+            self._verified[(app_key, api_key)] = found
         return found
 
     def _match(self, app_key: str, api_key: str) -> VerifiedApp | None:
@@ -122,4 +128,5 @@ class KeyVerifier:
                     if key_hash:
                         hashes[app_key].append(key_hash)
             self._entries = {key: _AppEntry(apps[key], tuple(hashes[key])) for key in apps}
+            self._verified = {}
             self._loaded_at = time.monotonic()

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from tally.ingest.batch import StoredInteraction
@@ -24,11 +25,13 @@ class IngestService:
 
     def parse_track(self, body: bytes | Any) -> TrackPayload:
         """A validated payload from raw JSON bytes (/track) or an already-parsed item (/track/batch)."""
+        if isinstance(body, bytes):
+            try:
+                body = orjson.loads(body)  # then validate the parsed envelope; see TrackPayload.request
+            except orjson.JSONDecodeError:
+                raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
         try:
-            if isinstance(body, bytes):
-                payload = TrackPayload.model_validate_json(body)
-            else:
-                payload = TrackPayload.model_validate(body)
+            payload = TrackPayload.model_validate(body)
         except ValidationError as error:
             raise _invalid(error) from None
         try:
@@ -71,8 +74,6 @@ class IngestService:
 
 
 def _invalid(error: ValidationError) -> ApiError:
-    if any(item["type"] == "json_invalid" for item in error.errors()):
-        return ApiError(400, "invalid_json", "the body is not valid JSON")
     return ApiError(422, "invalid_payload", "the payload does not match the Reconify format", field_errors(error))
 
 

@@ -61,8 +61,17 @@ class TrackPayload(BaseModel):
     sessionTimeout: Annotated[float | None, Blankable] = Field(None, gt=0, le=60 * 24 * 366)
     sessionTimeOut: Annotated[float | None, Blankable] = Field(None, gt=0, le=60 * 24 * 366)
     user: Annotated[UserFields | None, Blankable] = None
-    request: dict[str, Any] | list[Any] | str
+    # `request` and `response` pass through as parsed, unrebuilt: they are only read, and copying them
+    # would be the most expensive part of validating a payload.
+    request: Any
     response: Any  # required; may be null (the Node module sends null when it had no data) or a plain string
+
+    @field_validator("request")
+    @classmethod
+    def _request_shape(cls, value: Any) -> Any:
+        if not isinstance(value, (dict, list, str)):
+            raise ValueError("must be a JSON object (or, for the universal format, an array or a string)")
+        return value
 
     @property
     def session_timeout_minutes(self) -> float | None:

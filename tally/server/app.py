@@ -9,7 +9,8 @@ from fastapi.responses import RedirectResponse, Response
 
 from tally.analytics import api as analytics_api
 from tally.analytics.service import Analytics
-from tally.ingest import readback, routes
+from tally.ingest import readback
+from tally.ingest.routes import IngestFront
 from tally.store.errors import ApiError, error_response
 from tally.ingest.keys import KeyVerifier
 from tally.ingest.service import IngestService
@@ -19,7 +20,7 @@ from tally.store.engine import build_engine
 from tally.store.settings import Settings
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_api(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = build_engine(settings)
@@ -41,7 +42,6 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="Tally", summary="Analytics for LLM telemetry in the Reconify format", version="0.1.0",
                   lifespan=lifespan)
-    app.include_router(routes.router)
     app.include_router(readback.router)
     app.include_router(analytics_api.router)
     app.add_exception_handler(ApiError, _api_error)
@@ -57,6 +57,11 @@ def create_app(settings: Settings) -> FastAPI:
         return RedirectResponse("/docs")
 
     return app
+
+
+def create_app(settings: Settings) -> IngestFront:
+    """The ASGI app to serve: the ingest endpoints in front of the FastAPI app (see `ingest.routes`)."""
+    return IngestFront(create_api(settings))
 
 
 async def _api_error(_: Request, exc: ApiError) -> Response:
