@@ -113,3 +113,22 @@ def test_upload_links_to_its_interaction_whichever_arrives_first(client, reader,
     assert [(i["filename"], i["uploaded"]) for i in interaction["images"]] == [
         ("early-1700000000-0.png", True), ("late-1700000000-1.png", True)]
     assert reader.get(interaction["images"][1]["url"]).content == b"second image"
+
+
+def test_storage_process_death_loses_nothing_acknowledged(client, app_keys, engine, live_server):
+    import os
+    import signal
+
+    writer = live_server.server.config.app.inner.state.ingest.writer
+    acknowledged = {_track(client, openai_chat(app_keys))["interaction_id"]}
+    os.kill(writer.storage_pid, signal.SIGKILL)
+    after_death = client.post("/track", json=openai_chat(app_keys))
+    assert after_death.status_code in (201, 500), after_death.text  # never a 2xx for a row that was not stored
+    if after_death.status_code == 201:
+        acknowledged.add(after_death.json()["interaction_id"])
+    acknowledged.add(_track(client, openai_chat(app_keys))["interaction_id"])  # a new storage process took over
+    with engine.connect() as conn:
+        from sqlalchemy import text
+
+        stored = set(conn.execute(text("SELECT id FROM interaction")).scalars())
+    assert acknowledged <= stored

@@ -19,6 +19,13 @@ _WIRE_NAMES = {"email": "email", "first_name": "firstName", "last_name": "lastNa
                "gender": "gender", "is_authenticated": "isAuthenticated"}
 _CACHE_LIMIT = 200_000
 _insert_returning_ids = insert(_users).returning(_users.c.id, sort_by_parameter_order=True)
+_COLUMNS = (_users.c.id, _users.c.app_id, _users.c.external_id, _users.c.profile_at,
+            *(_users.c[f] for f in PROFILE_FIELDS))
+_select_by = {
+    column: select(*_COLUMNS).where(_users.c.app_id == bindparam("app_id"),
+                                    _users.c[column].in_(bindparam("values", expanding=True))).order_by(_users.c.id)
+    for column in ("external_id", "email_key")
+}
 _CHANGEABLE = ("external_id", "email_key", "profile_at", "updated_at", *PROFILE_FIELDS)
 _update_profile = update(_users).where(_users.c.id == bindparam("changed_id")).values(
     {name: bindparam(f"new_{name}") for name in _CHANGEABLE})
@@ -109,12 +116,8 @@ class UserDirectory:
                 wanted.setdefault((request.app_id, "external_id"), set()).add(fields.userId)
             if fields.email and (request.app_id, "email:" + fields.email.lower()) not in self._by_identity:
                 wanted.setdefault((request.app_id, "email_key"), set()).add(fields.email.lower())
-        columns = (_users.c.id, _users.c.app_id, _users.c.external_id, _users.c.profile_at,
-                   *(_users.c[f] for f in PROFILE_FIELDS))
         for (app_id, column), values in wanted.items():
-            rows = conn.execute(select(*columns).where(_users.c.app_id == app_id, _users.c[column].in_(values))
-                                .order_by(_users.c.id))
-            for row in rows:
+            for row in conn.execute(_select_by[column], {"app_id": app_id, "values": list(values)}):
                 known = KnownUser(app_id, row.id, row.external_id, {f: getattr(row, f) for f in PROFILE_FIELDS},
                                   row.profile_at)
                 if known.external_id is not None:

@@ -1,17 +1,21 @@
 """The Reconify wire format: what a client posts to /track and /upload, and how it is checked."""
 
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 MIN_MILLIS = 10**11  # 1973-03-03 in milliseconds; anything smaller is almost surely seconds
 
 
-def _blank_to_none(value: Any) -> Any:
-    return None if value == "" or value == {} else value
+def _blanks_to_none(data: Any, keys: frozenset[str] | None = None) -> Any:
+    """The clients send "" and {} for unset values; read them as absent (one pass per object, not per field)."""
+    if not isinstance(data, dict):
+        return data
+    blank = [key for key, value in data.items() if (value == "" or value == {}) and (keys is None or key in keys)]
+    return {**data, **dict.fromkeys(blank)} if blank else data
 
 
-Blankable = BeforeValidator(_blank_to_none)
+_OPTIONAL_TOP_LEVEL = frozenset({"timestamps", "session", "sessionTimeout", "sessionTimeOut", "user"})
 
 
 class ReconifyHeader(BaseModel):
@@ -26,9 +30,10 @@ class ReconifyHeader(BaseModel):
 
 class Timestamps(BaseModel):
     model_config = ConfigDict(extra="allow")
+    _blanks = model_validator(mode="before")(_blanks_to_none)
 
-    request: Annotated[int | None, Blankable] = None
-    response: Annotated[int | None, Blankable] = None
+    request: int | None = None
+    response: int | None = None
 
     @field_validator("request", "response")
     @classmethod
@@ -40,27 +45,29 @@ class Timestamps(BaseModel):
 
 class UserFields(BaseModel):
     model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True, str_strip_whitespace=True)
+    _blanks = model_validator(mode="before")(_blanks_to_none)
 
-    userId: Annotated[str | None, Blankable] = Field(None, max_length=255)
-    email: Annotated[str | None, Blankable] = Field(None, max_length=320)
-    firstName: Annotated[str | None, Blankable] = Field(None, max_length=200)
-    lastName: Annotated[str | None, Blankable] = Field(None, max_length=200)
-    phone: Annotated[str | None, Blankable] = Field(None, max_length=64)
-    gender: Annotated[str | None, Blankable] = Field(None, max_length=64)
-    isAuthenticated: Annotated[bool | None, Blankable] = None
+    userId: str | None = Field(None, max_length=255)
+    email: str | None = Field(None, max_length=320)
+    firstName: str | None = Field(None, max_length=200)
+    lastName: str | None = Field(None, max_length=200)
+    phone: str | None = Field(None, max_length=64)
+    gender: str | None = Field(None, max_length=64)
+    isAuthenticated: bool | None = None
 
 
 class TrackPayload(BaseModel):
     """One interaction. `session: ""`, `sessionTimeout: ""` and `user: {}` mean unset, as the clients send them."""
 
     model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True, populate_by_name=True)
+    _blanks = model_validator(mode="before")(lambda data: _blanks_to_none(data, _OPTIONAL_TOP_LEVEL))
 
     reconify: ReconifyHeader
-    timestamps: Annotated[Timestamps | None, Blankable] = None
-    session: Annotated[str | None, Blankable] = Field(None, max_length=255)
-    sessionTimeout: Annotated[float | None, Blankable] = Field(None, gt=0, le=60 * 24 * 366)
-    sessionTimeOut: Annotated[float | None, Blankable] = Field(None, gt=0, le=60 * 24 * 366)
-    user: Annotated[UserFields | None, Blankable] = None
+    timestamps: Timestamps | None = None
+    session: str | None = Field(None, max_length=255)
+    sessionTimeout: float | None = Field(None, gt=0, le=60 * 24 * 366)
+    sessionTimeOut: float | None = Field(None, gt=0, le=60 * 24 * 366)
+    user: UserFields | None = None
     # `request` and `response` pass through as parsed, unrebuilt: they are only read, and copying them
     # would be the most expensive part of validating a payload.
     request: Any

@@ -1,4 +1,4 @@
-"""Group commit: requests wait while one thread stores everything queued so far in a single transaction.
+"""Group commit: requests wait while the storage process stores everything queued so far in one transaction.
 
 A request is answered only after the transaction holding its row has committed, so a 2xx still means durably
 stored; under load one commit (one fsync on SQLite) serves hundreds of requests.
@@ -8,9 +8,8 @@ import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
-from sqlalchemy import Engine
-
-from tally.ingest.batch import BatchStore
+from tally.ingest import storage_process
+from tally.store.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -20,17 +19,31 @@ class WriterOverloaded(RuntimeError):
 
 
 class GroupCommitWriter:
-    def __init__(self, engine: Engine, *, max_batch: int, max_pending: int) -> None:
-        self._engine = engine
+    def __init__(self, settings: Settings, *, max_batch: int, max_pending: int) -> None:
+        self._settings = settings
         self._max_batch = max_batch
         self._max_pending = max_pending
-        self._store = BatchStore()
         self._queue: asyncio.Queue = asyncio.Queue()
+        # One thread talks to the storage process, so batches reach it one at a time and in order.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tally-writer")
         self._task: asyncio.Task | None = None
+        self._process = self._pipe = None
 
     def start(self) -> None:
+        self._spawn()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="tally-writer")
+
+    @property
+    def storage_pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def _spawn(self) -> None:
+        ctx = storage_process.context()
+        self._pipe, child_end = ctx.Pipe()
+        self._process = ctx.Process(target=storage_process.serve, args=(self._settings, child_end),
+                                    name="tally-storage", daemon=True)
+        self._process.start()
+        child_end.close()
 
     async def stop(self) -> None:
         """Store what is queued, then stop: nothing that was accepted is dropped on shutdown."""
@@ -42,6 +55,10 @@ class GroupCommitWriter:
             except asyncio.CancelledError:
                 pass
         self._executor.shutdown(wait=True)
+        if self._process is not None:
+            self._pipe.send(None)
+            self._process.join(timeout=30)
+            self._pipe.close()
 
     async def submit(self, jobs: list) -> list:
         """Store the jobs; each result is a stored record or the exception that job raised."""
@@ -75,25 +92,13 @@ class GroupCommitWriter:
                 self._queue.task_done()
 
     def _commit(self, jobs: list) -> list:
+        """Hand a batch to the storage process and wait for its answer (in the writer thread)."""
         try:
-            return self._commit_together(jobs)
-        except Exception:
-            if len(jobs) == 1:
-                raise
-            log.exception("ingest batch of %d failed; storing its jobs one by one", len(jobs))
-        results = []
-        for job in jobs:
-            try:
-                results.append(self._commit_together([job])[0])
-            except Exception as error:
-                log.exception("ingest job failed")
-                results.append(error)
-        return results
-
-    def _commit_together(self, jobs: list) -> list:
-        try:
-            with self._engine.begin() as conn:
-                return self._store.store(conn, jobs)
-        except Exception:
-            self._store.forget()
-            raise
+            self._pipe.send(jobs)
+            return self._pipe.recv()
+        except (EOFError, OSError) as error:
+            # The storage process died: what it had not committed is not acknowledged. Start a new one.
+            log.error("the storage process stopped (%s); starting a new one", error)
+            self._process.join(timeout=5)
+            self._spawn()
+            return [storage_process.StorageFailed("the storage process stopped")] * len(jobs)

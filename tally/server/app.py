@@ -24,7 +24,7 @@ def create_api(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = build_engine(settings)
-        writer = GroupCommitWriter(engine, max_batch=settings.writer_max_batch,
+        writer = GroupCommitWriter(settings, max_batch=settings.writer_max_batch,
                                    max_pending=settings.writer_max_pending)
         writer.start()
         app.state.settings = settings
