@@ -168,7 +168,7 @@ def test_price_change_recomputes_history(engine, settings, app_keys, tmp_path):
                   received_at=now_ms(), default_timeout_minutes=10)
     with engine.begin() as conn:
         BatchStore().store(conn, [job])
-    cost = lambda a: a.warehouse.cursor().execute("SELECT sum(cost) FROM rollup_day").fetchall()[0][0]
+    cost = lambda a: float(a.warehouse.cursor().execute("SELECT sum(cost) FROM rollup_day").fetchall()[0][0])
     analytics = Analytics(settings)
     analytics.refresh()
     shipped = cost(analytics)

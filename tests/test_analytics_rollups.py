@@ -63,7 +63,7 @@ def _store(engine, keys, app_id, specs):
 def _duck_days(analytics, app_id) -> dict:
     rows = analytics.warehouse.cursor().execute(
         "SELECT bucket, provider, model, interactions, errors, reported_prompt_tokens, reported_completion_tokens, "
-        "estimated_prompt_tokens, estimated_completion_tokens, absent_usage, round(cost, 9), priced, unpriced, "
+        "estimated_prompt_tokens, estimated_completion_tokens, absent_usage, round(cost, 9)::DOUBLE, priced, unpriced, "
         "round(latency_p50, 6), round(latency_p95, 6) FROM rollup_day WHERE app_id = ?", [app_id]).fetchall()
     names = ["interactions", "errors", "reported_prompt_tokens", "reported_completion_tokens",
              "estimated_prompt_tokens", "estimated_completion_tokens", "absent_usage", "cost", "priced", "unpriced",

@@ -59,3 +59,22 @@ def test_app_errors_are_reported_not_raised(run):
 
 def test_db_upgrade(run):
     assert "up to date" in run("db", "upgrade")
+
+
+def test_demo_then_analytics_refresh_and_rebuild_agree(run, settings):
+    import duckdb
+
+    assert "stored 400 demo interactions" in run("demo", "--interactions", "400", "--days", "7")
+    assert "refreshed: 400 interactions" in run("analytics", "refresh")
+    tables = ("rollup_hour", "rollup_day", "user_day", "session_stats")
+
+    def snapshot():
+        with duckdb.connect(str(settings.analytics_path), read_only=True) as db:
+            return {t: sorted(db.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}
+
+    incremental = snapshot()
+    assert sum(row[4] for row in incremental["rollup_day"]) == 400  # the interactions column
+    assert "rebuilt: 400 interactions" in run("analytics", "rebuild")
+    assert snapshot() == incremental
+    providers = {row[2] for row in incremental["rollup_day"]}
+    assert providers == {"openai", "anthropic", "bedrock", "cohere", "mistral", "universal"}

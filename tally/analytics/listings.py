@@ -3,14 +3,9 @@
 import duckdb
 
 from tally.analytics.filters import Filters, encode_cursor
+from tally.analytics.warehouse import fetch_dicts
 
 USER_SORTS = {"tokens": "total_tokens", "cost": "cost", "last_seen": "last_seen", "interactions": "interactions"}
-
-
-def _rows(cursor: duckdb.DuckDBPyConnection, sql: str, params: list) -> list[dict]:
-    result = cursor.execute(sql, params)
-    names = [column[0] for column in result.description]
-    return [dict(zip(names, row)) for row in result.fetchall()]
 
 
 def _page(rows: list[dict], limit: int, key: tuple[str, str]) -> dict:
@@ -34,7 +29,7 @@ def users(cursor: duckdb.DuckDBPyConnection, *, app_id: int | None, search: str 
     if after is not None:
         where.append(f"({column}, u.id) < (?, ?)")
         params += after
-    rows = _rows(cursor, f"""
+    rows = fetch_dicts(cursor, f"""
         WITH usage AS (SELECT user_id, sum(interactions) AS interactions, sum(total_tokens) AS total_tokens,
                               sum(cost) AS cost, max(last_at) AS last_seen FROM user_day GROUP BY user_id),
              visits AS (SELECT user_id, count(*) AS sessions, min(started_at) AS first_seen
@@ -62,7 +57,7 @@ def sessions(cursor: duckdb.DuckDBPyConnection, *, f: Filters, after: list | Non
     if after is not None:
         where.append("(s.started_at, s.session_id) < (?, ?)")
         params += after
-    rows = _rows(cursor, f"""
+    rows = fetch_dicts(cursor, f"""
         SELECT s.session_id AS id, s.app_id, c.external_id AS session, s.user_id, u.external_id AS user_external_id,
                u.email AS user_email, s.started_at, s.ended_at, s.duration_ms, s.turns, s.errors, s.total_tokens,
                s.cost, s.models
@@ -83,12 +78,12 @@ def interactions(cursor: duckdb.DuckDBPyConnection, *, f: Filters, session_id: i
     if after is not None:
         where.append("(request_at, id) < (?, ?)")
         params += after
-    page = _rows(cursor, f"SELECT id FROM interaction WHERE {' AND '.join(where)} "
+    page = fetch_dicts(cursor, f"SELECT id FROM interaction WHERE {' AND '.join(where)} "
                          f"ORDER BY request_at DESC, id DESC LIMIT ?", [*params, limit + 1])
     if not page:
         return {"items": [], "next_cursor": None}
     ids = [row["id"] for row in page]
-    rows = _rows(cursor, f"""
+    rows = fetch_dicts(cursor, f"""
         SELECT id, app_id, user_id, session_id, provider, type, model, input_preview, prompt_tokens,
                completion_tokens, total_tokens, usage_source, cost, priced, finish_reason, request_at, latency_ms,
                is_error, image_count

@@ -8,6 +8,7 @@ always come from raw interactions, since percentiles of buckets cannot be combin
 import duckdb
 
 from tally.analytics.filters import Filters
+from tally.analytics.warehouse import fetch_dicts
 
 _ROLLUP_SUMS = """
     coalesce(sum(interactions), 0) AS interactions, coalesce(sum(errors), 0) AS errors,
@@ -35,9 +36,7 @@ class Queries:
         self._zone = timezone
 
     def _rows(self, sql: str, params: list) -> list[dict]:
-        result = self._cursor.execute(sql, params)
-        names = [column[0] for column in result.description]
-        return [dict(zip(names, row)) for row in result.fetchall()]
+        return fetch_dicts(self._cursor, sql, params)
 
     def _local(self, placeholder: str = "?") -> str:
         return f"timezone(?, epoch_ms({placeholder})::TIMESTAMPTZ)"

@@ -1,11 +1,12 @@
 """The DuckDB file: its schema, the costed view, and connections for the refresh job and the readers."""
 
 import threading
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS sync_state (name VARCHAR PRIMARY KEY, value VARCHAR);
@@ -27,8 +28,8 @@ CREATE TABLE IF NOT EXISTS model_price (provider VARCHAR, model VARCHAR, price_p
 
 _ROLLUP_MEASURES = """
     interactions BIGINT, errors BIGINT, reported_prompt_tokens BIGINT, reported_completion_tokens BIGINT,
-    estimated_prompt_tokens BIGINT, estimated_completion_tokens BIGINT, absent_usage BIGINT, cost DOUBLE,
-    estimated_cost DOUBLE, priced BIGINT, unpriced BIGINT, latency_sum BIGINT, latency_p50 DOUBLE,
+    estimated_prompt_tokens BIGINT, estimated_completion_tokens BIGINT, absent_usage BIGINT, cost DECIMAL(38, 10),
+    estimated_cost DECIMAL(38, 10), priced BIGINT, unpriced BIGINT, latency_sum BIGINT, latency_p50 DOUBLE,
     latency_p95 DOUBLE, latency_p99 DOUBLE"""
 
 _ROLLUPS = f"""
@@ -37,10 +38,10 @@ CREATE TABLE IF NOT EXISTS rollup_hour (bucket TIMESTAMP, app_id BIGINT, provide
 CREATE TABLE IF NOT EXISTS rollup_day (bucket TIMESTAMP, app_id BIGINT, provider VARCHAR, model VARCHAR,
     {_ROLLUP_MEASURES});
 CREATE TABLE IF NOT EXISTS user_day (bucket TIMESTAMP, app_id BIGINT, user_id BIGINT, interactions BIGINT,
-    prompt_tokens BIGINT, completion_tokens BIGINT, total_tokens BIGINT, cost DOUBLE, sessions BIGINT,
+    prompt_tokens BIGINT, completion_tokens BIGINT, total_tokens BIGINT, cost DECIMAL(38, 10), sessions BIGINT,
     last_at BIGINT);
 CREATE TABLE IF NOT EXISTS session_stats (session_id BIGINT, app_id BIGINT, user_id BIGINT, started_at BIGINT,
-    ended_at BIGINT, duration_ms BIGINT, turns BIGINT, errors BIGINT, total_tokens BIGINT, cost DOUBLE,
+    ended_at BIGINT, duration_ms BIGINT, turns BIGINT, errors BIGINT, total_tokens BIGINT, cost DECIMAL(38, 10),
     models VARCHAR);
 """
 
@@ -53,11 +54,12 @@ def costed_view(timezone: str) -> str:
 CREATE OR REPLACE VIEW costed AS
 SELECT i.*, date_trunc('hour', {local}) AS hour, date_trunc('day', {local}) AS day,
     p.provider IS NOT NULL AS priced,
-    CASE WHEN p.provider IS NOT NULL THEN
+    -- DECIMAL, so that sums are exact and the same whatever order DuckDB's threads add them in
+    CASE WHEN p.provider IS NOT NULL THEN CAST(
         (coalesce(i.prompt_tokens, 0) - coalesce(i.cached_prompt_tokens, 0)) * coalesce(p.input_per_mtok, 0) / 1e6
         + coalesce(i.cached_prompt_tokens, 0) * coalesce(p.cached_input_per_mtok, p.input_per_mtok, 0) / 1e6
         + coalesce(i.completion_tokens, 0) * coalesce(p.output_per_mtok, 0) / 1e6
-        + i.image_count * coalesce(p.per_image, 0)
+        + i.image_count * coalesce(p.per_image, 0) AS DECIMAL(18, 10))
     END AS cost
 FROM interaction i
 LEFT JOIN model_price mp ON mp.provider = i.provider AND mp.model = i.model
@@ -75,10 +77,25 @@ class Warehouse:
         self.timezone = timezone
         self._connection = duckdb.connect(str(path))
         self._connection.execute("SET TimeZone = 'UTC'")
+        self._drop_if_outdated()
         self._connection.execute(_TABLES + _ROLLUPS)
+        self._connection.execute("INSERT OR REPLACE INTO sync_state VALUES ('schema_version', ?)", [SCHEMA_VERSION])
         self._connection.execute(costed_view(timezone))
         self._local = threading.local()
         self.write_lock = threading.Lock()
+
+    def _drop_if_outdated(self) -> None:
+        """The warehouse is derived from the store: an older layout is dropped and rebuilt, never migrated."""
+        connection = self._connection
+        tables = {row[0] for row in connection.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
+        if "sync_state" not in tables:
+            return
+        version = connection.execute("SELECT value FROM sync_state WHERE name = 'schema_version'").fetchall()
+        if version != [(SCHEMA_VERSION,)]:
+            connection.execute("DROP VIEW IF EXISTS costed")
+            for table in tables:
+                connection.execute(f'DROP TABLE "{table}"')
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A connection for the calling thread (DuckDB connections are not shared between threads)."""
@@ -94,3 +111,11 @@ class Warehouse:
 
     def close(self) -> None:
         self._connection.close()
+
+
+def fetch_dicts(cursor: duckdb.DuckDBPyConnection, sql: str, params: list) -> list[dict]:
+    """Query results as dicts; exact DECIMAL sums become JSON-friendly floats only here, at the edge."""
+    result = cursor.execute(sql, params)
+    names = [column[0] for column in result.description]
+    return [{name: float(value) if isinstance(value, Decimal) else value for name, value in zip(names, row)}
+            for row in result.fetchall()]

@@ -23,24 +23,6 @@ class IngestService:
     verifier: KeyVerifier
     writer: GroupCommitWriter
 
-    def parse_track(self, body: bytes | Any) -> TrackPayload:
-        """A validated payload from raw JSON bytes (/track) or an already-parsed item (/track/batch)."""
-        if isinstance(body, bytes):
-            try:
-                body = orjson.loads(body)  # then validate the parsed envelope; see TrackPayload.request
-            except orjson.JSONDecodeError:
-                raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
-        try:
-            payload = TrackPayload.model_validate(body)
-        except ValidationError as error:
-            raise _invalid(error) from None
-        try:
-            check_format(payload)
-        except PayloadRejected as rejected:
-            raise ApiError(422, "invalid_payload", "the payload does not match the Reconify format",
-                           rejected.errors) from None
-        return payload
-
     def authenticate(self, header: ReconifyHeader) -> VerifiedApp:
         app = self.verifier.verify(header.appKey, header.apiKey)
         if app is None:
@@ -59,7 +41,7 @@ class IngestService:
         jobs, slots = [], []
         for index, body in enumerate(bodies):
             try:
-                jobs.append(self.prepare(self.parse_track(body), received_at))
+                jobs.append(self.prepare(parse_payload(body), received_at))
                 slots.append(index)
             except ApiError as error:
                 answers[index] = (error.status, error.body())
@@ -71,6 +53,25 @@ class IngestService:
             for index, result in zip(slots, results):
                 answers[index] = _answer(result)
         return answers
+
+
+def parse_payload(body: bytes | Any) -> TrackPayload:
+    """A validated payload from raw JSON bytes (/track) or an already-parsed item (/track/batch)."""
+    if isinstance(body, bytes):
+        try:
+            body = orjson.loads(body)  # then validate the parsed envelope; see TrackPayload.request
+        except orjson.JSONDecodeError:
+            raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+    try:
+        payload = TrackPayload.model_validate(body)
+    except ValidationError as error:
+        raise _invalid(error) from None
+    try:
+        check_format(payload)
+    except PayloadRejected as rejected:
+        raise ApiError(422, "invalid_payload", "the payload does not match the Reconify format",
+                       rejected.errors) from None
+    return payload
 
 
 def _invalid(error: ValidationError) -> ApiError:

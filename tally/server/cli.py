@@ -55,6 +55,7 @@ def serve(
 
     from tally.server.app import create_app
     from tally.server.demo import ensure_demo_app
+    from tally.server.demo_data import load_demo
 
     overrides = {key: value for key, value in (("host", host), ("port", port)) if value is not None}
     settings = Settings(**overrides)
@@ -62,6 +63,9 @@ def serve(
     engine = build_engine(settings)
     base = f"http://{settings.host}:{settings.port}"
     if demo:
+        if not _has_interactions(engine):
+            typer.echo("The store is empty: loading 3,000 demo interactions…")
+            load_demo(engine, settings, interactions=3000)
         keys = ensure_demo_app(engine, settings)
         typer.echo(f"\nDemo app keys (saved in {settings.data_dir / 'demo-app.json'}):\n"
                    f"  appKey:     {keys['app_key']}\n  apiKey:     {keys['api_key']}\n"
@@ -70,6 +74,33 @@ def serve(
     typer.echo(f"Tally on {base}  (store: {_redacted(settings.database_url)})\n"
                f"  track:    POST {base}/track\n  API docs: {base}/docs\n")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+
+@app.command()
+def demo(
+    interactions: Annotated[int, typer.Option(min=1, help="How many interactions to generate")] = 5000,
+    days: Annotated[int, typer.Option(min=1, help="Spread over this many past days")] = 30,
+    seed: Annotated[int, typer.Option(help="Random seed, for the same data again")] = 7,
+) -> None:
+    """Fill the store with realistic synthetic traffic from three demo apps, through the real ingest path."""
+    from tally.server.demo_data import load_demo
+
+    settings = Settings()
+    migrations.upgrade(settings)
+    engine = build_engine(settings)
+    try:
+        stored = load_demo(engine, settings, interactions=interactions, days=days, seed=seed)
+    finally:
+        engine.dispose()
+    typer.echo(f"stored {stored} demo interactions; a running server shows them within "
+               f"{settings.analytics_refresh_seconds:g} s (or run `tally analytics refresh`)")
+
+
+def _has_interactions(engine) -> bool:
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT 1 FROM interaction LIMIT 1")).first() is not None
 
 
 @db_app.command("upgrade")
