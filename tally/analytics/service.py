@@ -46,6 +46,14 @@ class Analytics:
         self.warehouse.close()
 
 
+def refresh_once(settings: Settings) -> RefreshReport:
+    analytics = Analytics(settings)
+    try:
+        return analytics.refresh()
+    finally:
+        analytics.close()
+
+
 def rebuild(settings: Settings) -> RefreshReport:
     """Recreate the DuckDB file from the store, next to the old one, then swap it in."""
     Analytics(settings).close()  # fails early, with a clear error, if a server holds the file

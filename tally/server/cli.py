@@ -5,6 +5,7 @@ from contextlib import contextmanager
 from typing import Annotated, Optional
 
 import typer
+from sqlalchemy import make_url
 from sqlmodel import Session, select
 
 from tally.ingest.keys import AppError, add_api_key, create_app, find_app, live_keys, revoke_api_keys
@@ -166,28 +167,15 @@ def tokens_create(name: str) -> None:
 
 
 def _redacted(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
+    return make_url(url).render_as_string(hide_password=True)
 
 
 @analytics_app.command("refresh")
 def analytics_refresh() -> None:
     """Bring DuckDB up to date with the store once (what the server does every few seconds)."""
-    from tally.analytics.service import Analytics, WarehouseBusy
+    from tally.analytics.service import refresh_once
 
-    settings = Settings()
-    migrations.upgrade(settings)
-    try:
-        analytics = Analytics(settings)
-    except WarehouseBusy as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from None
-    try:
-        report = analytics.refresh()
-    finally:
-        analytics.close()
+    report = _analytics_job(refresh_once)
     typer.echo(f"refreshed: {report.interactions} interactions, {report.users} users, {report.deleted} deleted "
                f"in {report.seconds:.2f} s")
 
@@ -195,13 +183,19 @@ def analytics_refresh() -> None:
 @analytics_app.command("rebuild")
 def analytics_rebuild() -> None:
     """Recreate the DuckDB file from the store; stop the server first."""
-    from tally.analytics.service import WarehouseBusy, rebuild
+    from tally.analytics.service import rebuild
+
+    report = _analytics_job(rebuild)
+    typer.echo(f"rebuilt: {report.interactions} interactions, {report.users} users in {report.seconds:.2f} s")
+
+
+def _analytics_job(job):
+    from tally.analytics.service import WarehouseBusy
 
     settings = Settings()
     migrations.upgrade(settings)
     try:
-        report = rebuild(settings)
+        return job(settings)
     except WarehouseBusy as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"rebuilt: {report.interactions} interactions, {report.users} users in {report.seconds:.2f} s")
