@@ -44,7 +44,10 @@ def day_rollup(engine, app_id: int, zone: str, prices: PriceTable) -> dict:
     for key, members in groups.items():
         costs = [cost_of(r, prices) for r in members]
         latencies = [r.latency_ms for r in members]
-        by_source = lambda source, column: sum(getattr(r, column) or 0 for r in members if r.usage_source == source)
+
+        def by_source(source: str, column: str, members=members) -> int:
+            return sum(getattr(r, column) or 0 for r in members if r.usage_source == source)
+
         result[key] = {
             "interactions": len(members), "errors": sum(bool(r.is_error) for r in members),
             "reported_prompt_tokens": by_source("reported", "prompt_tokens"),

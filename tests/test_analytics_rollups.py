@@ -1,7 +1,6 @@
 """Rollups equal a brute-force recomputation, however the data arrived; incremental equals a rebuild."""
 
 import itertools
-from types import SimpleNamespace
 
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 from sqlalchemy import text

@@ -36,7 +36,7 @@ def parse_instant(field: str, text: str, zone: ZoneInfo, *, end: bool) -> int:
             return int(datetime(day.year, day.month, day.day, tzinfo=zone).timestamp() * 1000)
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise FilterError(field, f"{text!r} is not a date (YYYY-MM-DD), an ISO 8601 datetime or epoch milliseconds")
+        raise FilterError(field, f"{text!r} is not a date (YYYY-MM-DD), an ISO 8601 datetime or epoch milliseconds") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)
     return int(moment.timestamp() * 1000)
