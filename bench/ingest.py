@@ -31,6 +31,7 @@ from tally.server import migrations
 from tally.server.app import create_app
 from tally.store.engine import build_engine
 from tally.store.models import Interaction
+from tally.store.read_tokens import create_read_token
 from tally.store.settings import Settings
 
 HOST = "127.0.0.1"
@@ -73,6 +74,7 @@ class Keys:
     app_id: int
     app_key: str
     api_key: str
+    read_token: str
 
 
 @dataclass
@@ -85,6 +87,7 @@ class Result:
     cpu: dict[str, float] = field(default_factory=dict)
     requests_built: int = 0
     mean_body_bytes: float = 0.0
+    freshness_lags_ms: list[int] = field(default_factory=list)
 
     @property
     def accepted(self) -> int:
@@ -197,7 +200,7 @@ def load(sender, port: int, server_pid: int, keys: Keys, seconds: float, connect
         import uvloop
         uvloop.install()
     requests = build_requests(keys, int(POOL_RATE * (seconds + WARMUP_SECONDS)), seed, start_ms)
-    result = asyncio.run(drive(port, requests, connections, seconds, server_pid))
+    result = asyncio.run(drive(port, requests, connections, seconds, server_pid, keys.read_token))
     result.requests_built = len(requests)
     result.mean_body_bytes = sum(len(r.partition(b"\r\n\r\n")[2]) for r in requests) / len(requests)
     result.interaction_ids = [int(m.group(1)) for m in map(INTERACTION_ID.search, result.acked_bodies) if m]
@@ -205,13 +208,16 @@ def load(sender, port: int, server_pid: int, keys: Keys, seconds: float, connect
     sender.send(result)
 
 
-async def drive(port: int, requests: list[bytes], connections: int, seconds: float, server_pid: int) -> Result:
+async def drive(port: int, requests: list[bytes], connections: int, seconds: float, server_pid: int,
+                read_token: str) -> Result:
     result = Result()
     pending = iter(requests)  # shared by every connection: each request is sent once
     begin = time.perf_counter() + WARMUP_SECONDS
     window = (begin, begin + seconds)
     meter = asyncio.create_task(cpu_meter(server_pid, seconds, result))
+    probe = asyncio.create_task(freshness_probe(port, read_token, window, result))
     await asyncio.gather(*(connection(port, pending, window, result) for _ in range(connections)))
+    await probe
     result.seconds = min(time.perf_counter(), window[1]) - window[0]  # shorter only if the pool ran out
     await meter
     return result
@@ -238,6 +244,25 @@ async def connection(port: int, pending: Iterator[bytes], window: tuple[float, f
                 reader, writer = await asyncio.open_connection(HOST, port)
     except (ConnectionError, asyncio.IncompleteReadError):
         result.statuses[0] += 1
+    finally:
+        writer.close()
+
+
+async def freshness_probe(port: int, read_token: str, window: tuple[float, float], result: Result) -> None:
+    """Twice a second, how far the analytics lag behind the store while the load runs (the bare app has none)."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    request = (f"GET /api/v1/analytics/status HTTP/1.1\r\nHost: {HOST}\r\n"
+               f"Authorization: Bearer {read_token}\r\n\r\n").encode()
+    try:
+        while time.perf_counter() < window[1]:
+            writer.write(request)
+            status, body, _ = await read_response(reader)
+            if status != 200:
+                return
+            lag = orjson.loads(body).get("lag_ms")
+            if time.perf_counter() >= window[0] and lag is not None:
+                result.freshness_lags_ms.append(lag)
+            await asyncio.sleep(0.5)
     finally:
         writer.close()
 
@@ -330,7 +355,7 @@ def prepare_store(settings: Settings) -> Keys:
     try:
         with Session(engine) as db:
             app, api_key = create_tally_app(db, name=f"bench-{secrets.token_hex(4)}")
-            keys = Keys(app.id, app.app_key, api_key)
+            keys = Keys(app.id, app.app_key, api_key, create_read_token(db, name="bench"))
             db.commit()
     finally:
         engine.dispose()
@@ -380,6 +405,10 @@ def run(args: argparse.Namespace, data_dir: Path) -> int:
     missing = len(set(tally.interaction_ids) - stored)
     print(f"durability: {len(tally.interaction_ids):,} interaction ids acknowledged with 2xx, {missing} missing "
           f"from the store; interaction rows: {len(stored):,}", flush=True)
+    lags = sorted(tally.freshness_lags_ms)
+    if lags:
+        print(f"analytics freshness under this load (GET /api/v1/analytics/status, {len(lags)} polls): "
+              f"median lag {lags[len(lags) // 2]:,} ms, worst {lags[-1]:,} ms (target: under 10,000)", flush=True)
 
     bare = measure(serve_bare, (), keys, args, start_ms)
     report("bare", bare)

@@ -48,6 +48,7 @@ def test_profile_keeps_latest_non_empty_values(client, reader, app_keys):
     assert (profile["first_name"], profile["last_name"], profile["is_authenticated"], profile["phone"]) == (
         "Janet", "Doe", True, "5551234")
     assert (profile["first_seen"], profile["last_seen"], profile["interaction_count"]) == (BASE - 1000, BASE + 1000, 3)
+    assert [(s["turns"], s["started_at"]) for s in profile["sessions"]] == [(3, BASE - 1000)]
 
 
 def test_missing_timestamps_become_time_of_receipt(client, reader, app_keys):

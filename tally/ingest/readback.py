@@ -27,7 +27,7 @@ def get_interaction(interaction_id: int, db: SessionDep, _: ReadTokenDep) -> dic
             "request": orjson.loads(row.request_json), "response": orjson.loads(row.response_json)}
 
 
-@router.get("/users/{user_id}", summary="One end user: profile, first and last seen, counts")
+@router.get("/users/{user_id}", summary="One end user: profile, first and last seen, counts, recent sessions")
 def get_user(user_id: int, db: SessionDep, _: ReadTokenDep) -> dict:
     user = db.get(EndUser, user_id)
     if user is None:
@@ -41,8 +41,18 @@ def get_user(user_id: int, db: SessionDep, _: ReadTokenDep) -> dict:
         "first_name": user.first_name, "last_name": user.last_name, "phone": user.phone, "gender": user.gender,
         "is_authenticated": user.is_authenticated, "interaction_count": totals[0], "session_count": totals[1],
         "first_seen": totals[2], "last_seen": totals[3], "prompt_tokens": totals[4] or 0,
-        "completion_tokens": totals[5] or 0,
+        "completion_tokens": totals[5] or 0, "sessions": _recent_sessions(db, user_id),
     }
+
+
+def _recent_sessions(db: SessionDep, user_id: int, limit: int = 50) -> list[dict]:
+    rows = db.exec(select(
+        Interaction.session_id, func.count(), func.min(Interaction.request_at), func.max(Interaction.response_at),
+        func.sum(Interaction.total_tokens),
+    ).where(Interaction.user_id == user_id).group_by(Interaction.session_id)
+        .order_by(func.min(Interaction.request_at).desc()).limit(limit)).all()
+    return [{"id": session_id, "turns": turns, "started_at": started, "ended_at": ended,
+             "total_tokens": tokens or 0} for session_id, turns, started, ended, tokens in rows]
 
 
 @router.get("/sessions/{session_id}", summary="One session and its transcript")
