@@ -56,7 +56,10 @@ class GroupCommitWriter:
                 pass
         self._executor.shutdown(wait=True)
         if self._process is not None:
-            self._pipe.send(None)
+            try:
+                self._pipe.send(None)
+            except OSError:
+                pass  # it is already gone; nothing of it is left to wait for
             self._process.join(timeout=30)
             self._pipe.close()
 
