@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 
 from tally.analytics import listings
-from tally.analytics.filters import FilterError, Filters, choice, decode_cursor, parse_filters
+from tally.analytics.filters import FilterError, Filters, all_time, choice, decode_cursor, parse_filters
 from tally.analytics.service import Analytics
 from tally.store.deps import ReadTokenDep
 from tally.store.errors import ApiError
@@ -95,22 +95,25 @@ def active_users(request: Request, _: ReadTokenDep, start: From = None, end: To 
             "freshness": analytics.freshness()}
 
 
-@router.get("/users", summary="Users: search by id, email or name; sort; cursor pagination")
-def list_users(request: Request, _: ReadTokenDep, app: AppId = None, search: str | None = None,
+@router.get("/users", summary="Users active in the range (every user without from/to): search, sort, pages")
+def list_users(request: Request, _: ReadTokenDep, start: From = None, end: To = None, app: AppId = None,
+               provider: str | None = None, model: str | None = None, search: str | None = None,
                sort: Literal["tokens", "cost", "last_seen", "interactions"] = "last_seen",
                cursor: str | None = None, limit: Limit = 50) -> dict:
-    f = _filters(request, None, None, app, None, None, None)
+    f = _filters(request, start, end, app, provider, model, None)
+    if start is None and end is None:
+        f = all_time(app_id=f.app_id, provider=f.provider, model=f.model)
     analytics = _analytics(request)
-    page = listings.users(analytics.warehouse.cursor(), app_id=f.app_id, search=search, sort=sort,
-                          after=_cursor(cursor, 2), limit=limit)
+    page = listings.users(analytics.warehouse.cursor(), f=f, zone=analytics.settings.analytics_timezone,
+                          search=search, sort=sort, after=_cursor(cursor, 2), limit=limit)
     return {**page, "freshness": analytics.freshness()}
 
 
 @router.get("/sessions", summary="Sessions overlapping the range, newest first")
 def list_sessions(request: Request, _: ReadTokenDep, start: From = None, end: To = None, app: AppId = None,
-                  model: str | None = None, user: UserId = None, cursor: str | None = None,
-                  limit: Limit = 50) -> dict:
-    f = _filters(request, start, end, app, None, model, user)
+                  provider: str | None = None, model: str | None = None, user: UserId = None,
+                  cursor: str | None = None, limit: Limit = 50) -> dict:
+    f = _filters(request, start, end, app, provider, model, user)
     analytics = _analytics(request)
     page = listings.sessions(analytics.warehouse.cursor(), f=f, after=_cursor(cursor, 2), limit=limit)
     return {**page, "freshness": analytics.freshness()}

@@ -25,6 +25,11 @@ class Filters:
     user_id: int | None = None
 
 
+def all_time(**dimensions) -> Filters:
+    """Every interaction ever (to the end of year 9999, which DuckDB's timestamps still hold)."""
+    return Filters(0, 253_402_300_800_000, **dimensions)
+
+
 def parse_instant(field: str, text: str, zone: ZoneInfo, *, end: bool) -> int:
     """Milliseconds for `2024-05-01` (a whole local day), an ISO datetime (naive means local), or epoch ms."""
     text = text.strip()

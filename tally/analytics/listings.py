@@ -16,32 +16,58 @@ def _page(rows: list[dict], limit: int, key: tuple[str, str]) -> dict:
     return {"items": rows, "next_cursor": cursor}
 
 
-def users(cursor: duckdb.DuckDBPyConnection, *, app_id: int | None, search: str | None, sort: str,
+def users(cursor: duckdb.DuckDBPyConnection, *, f: Filters, zone: str, search: str | None, sort: str,
           after: list | None, limit: int) -> dict:
+    """Users active in `f`'s range, with their usage there (the whole history for `filters.all_time`)."""
     column = USER_SORTS[sort]
-    where, params = ["TRUE"], []
-    if app_id is not None:
-        where.append("u.app_id = ?")
-        params.append(app_id)
+    usage_sql, params = _user_usage(f, zone)
+    where = ["TRUE"]
     if search:
         where.append("(u.user_id ILIKE ? OR u.email ILIKE ? OR concat_ws(' ', u.first_name, u.last_name) ILIKE ?)")
         params += [f"%{search}%"] * 3
+    if f.user_id is not None:
+        where.append("u.id = ?")
+        params.append(f.user_id)
     if after is not None:
         where.append(f"({column}, u.id) < (?, ?)")
         params += after
     rows = fetch_dicts(cursor, f"""
-        WITH usage AS (SELECT user_id, sum(interactions) AS interactions, sum(total_tokens) AS total_tokens,
-                              sum(cost) AS cost, max(last_at) AS last_seen FROM user_day GROUP BY user_id),
-             visits AS (SELECT user_id, count(*) AS sessions, min(started_at) AS first_seen
-                        FROM session_stats GROUP BY user_id)
+        WITH {usage_sql},
+             visits AS (SELECT user_id, min(started_at) AS first_seen FROM session_stats GROUP BY user_id)
         SELECT * FROM (
             SELECT u.id, u.app_id, u.external_id AS user_id, u.email, u.first_name, u.last_name, u.is_authenticated,
-                   coalesce(s.interactions, 0) AS interactions, coalesce(s.total_tokens, 0) AS total_tokens,
-                   coalesce(s.cost, 0) AS cost, coalesce(s.last_seen, 0) AS last_seen, v.first_seen,
-                   coalesce(v.sessions, 0) AS sessions
-            FROM end_user u LEFT JOIN usage s ON s.user_id = u.id LEFT JOIN visits v ON v.user_id = u.id) u
+                   s.interactions, s.total_tokens, s.cost, s.last_seen, v.first_seen, s.sessions
+            FROM end_user u JOIN usage s ON s.user_id = u.id LEFT JOIN visits v ON v.user_id = u.id) u
         WHERE {' AND '.join(where)} ORDER BY {column} DESC, u.id DESC LIMIT ?""", [*params, limit + 1])
     return _page(rows, limit, (column, "id"))
+
+
+def _user_usage(f: Filters, zone: str) -> tuple[str, list]:
+    """A `usage` CTE per user over `f`: from the day rollup (whole local days overlapping the range, like the
+    other rollup answers) unless a provider or model is asked for, which only raw interactions carry."""
+    if f.provider is None and f.model is None:
+        app = "AND app_id = ?" if f.app_id is not None else ""
+        app_params = [f.app_id] if f.app_id is not None else []
+        return f"""usage AS (
+            SELECT d.user_id, sum(d.interactions) AS interactions, sum(d.total_tokens) AS total_tokens,
+                   sum(d.cost) AS cost, max(d.last_at) AS last_seen,
+                   coalesce(any_value(v.sessions), 0) AS sessions
+            FROM user_day d LEFT JOIN (
+                SELECT user_id, count(*) AS sessions FROM session_stats
+                WHERE ended_at >= ? AND started_at < ? {app} GROUP BY user_id) v ON v.user_id = d.user_id
+            WHERE d.bucket >= date_trunc('day', timezone(?, epoch_ms(?)::TIMESTAMPTZ))
+              AND d.bucket < timezone(?, epoch_ms(?)::TIMESTAMPTZ) {app.replace('app_id', 'd.app_id')}
+            GROUP BY d.user_id)""", [f.start_ms, f.end_ms, *app_params, zone, f.start_ms, zone, f.end_ms,
+                                     *app_params]
+    where, params = ["request_at >= ?", "request_at < ?"], [f.start_ms, f.end_ms]
+    for name, value in (("app_id", f.app_id), ("provider", f.provider), ("model", f.model)):
+        if value is not None:
+            where.append(f"{name} = ?")
+            params.append(value)
+    return f"""usage AS (
+        SELECT user_id, count(*) AS interactions, coalesce(sum(total_tokens), 0) AS total_tokens,
+               coalesce(sum(cost), 0) AS cost, max(request_at) AS last_seen, count(DISTINCT session_id) AS sessions
+        FROM costed WHERE {' AND '.join(where)} GROUP BY user_id)""", params
 
 
 def sessions(cursor: duckdb.DuckDBPyConnection, *, f: Filters, after: list | None, limit: int) -> dict:
@@ -54,6 +80,9 @@ def sessions(cursor: duckdb.DuckDBPyConnection, *, f: Filters, after: list | Non
     if f.model is not None:
         where.append("list_contains(string_split(s.models, ', '), ?)")
         params.append(f.model)
+    if f.provider is not None:
+        where.append("EXISTS (SELECT 1 FROM interaction i WHERE i.session_id = s.session_id AND i.provider = ?)")
+        params.append(f.provider)
     if after is not None:
         where.append("(s.started_at, s.session_id) < (?, ?)")
         params += after

@@ -61,6 +61,26 @@ class Queries:
         return self._rows(f"SELECT {bucket} AS bucket, {sums} FROM {table} WHERE {where} "
                           f"GROUP BY 1 ORDER BY 1", params)
 
+    def usage_series_by_model(self, f: Filters, granularity: str) -> list[dict]:
+        """The usage series split by provider and model, for charts stacked by model."""
+        table, bucket, where, params = self._usage_source(f, granularity)
+        sums = _RAW_SUMS if table == "costed" else _ROLLUP_SUMS
+        return self._rows(f"SELECT {bucket} AS bucket, provider, model, {sums} FROM {table} WHERE {where} "
+                          f"GROUP BY 1, 2, 3 ORDER BY 1, 2, 3", params)
+
+    def latency_series(self, f: Filters, granularity: str) -> list[dict]:
+        """Latency percentiles per local hour or day, from the interactions themselves."""
+        where, params = self._raw_where(f)
+        return self._rows(
+            f"SELECT date_trunc('{granularity}', {self._local('request_at')}) AS bucket, "
+            f"quantile_cont(latency_ms, 0.5) AS latency_p50, quantile_cont(latency_ms, 0.95) AS latency_p95 "
+            f"FROM interaction WHERE {where} GROUP BY 1 ORDER BY 1", [self._zone, *params])
+
+    def filter_options(self) -> dict:
+        """The apps, providers and models there are data for, to offer as filters."""
+        return {"apps": self._rows("SELECT id, name FROM app ORDER BY name", []),
+                "models": self._rows("SELECT DISTINCT provider, model FROM model_price ORDER BY 1, 2", [])}
+
     def usage_by_model(self, f: Filters) -> list[dict]:
         table, _, where, params = self._usage_source(f, "hour")
         sums = _RAW_SUMS if table == "costed" else _ROLLUP_SUMS
