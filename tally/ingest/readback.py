@@ -4,7 +4,7 @@ import orjson
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse
 from sqlalchemy import func
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from tally.ingest.transcript import transcript
 from tally.store.deps import ReadTokenDep, SessionDep
@@ -19,9 +19,16 @@ _SUMMARY_FIELDS = ("id", "app_id", "user_id", "session_id", "provider", "type", 
 
 @router.get("/interactions/{interaction_id}", summary="One interaction: normalised fields and the raw JSON")
 def get_interaction(interaction_id: int, db: SessionDep, _: ReadTokenDep) -> dict:
+    found = read_interaction(db, interaction_id)
+    if found is None:
+        raise HTTPException(404, f"no interaction {interaction_id}")
+    return found
+
+
+def read_interaction(db: Session, interaction_id: int) -> dict | None:
     row = db.get(Interaction, interaction_id)
     if row is None:
-        raise HTTPException(404, f"no interaction {interaction_id}")
+        return None
     images = _images_of(db, [interaction_id]).get(interaction_id, [])
     return {**{name: getattr(row, name) for name in _SUMMARY_FIELDS}, "images": images,
             "request": orjson.loads(row.request_json), "response": orjson.loads(row.response_json)}
@@ -57,7 +64,17 @@ def _recent_sessions(db: SessionDep, user_id: int, limit: int = 50) -> list[dict
 
 @router.get("/sessions/{session_id}", summary="One session and its transcript")
 def get_session(session_id: int, db: SessionDep, _: ReadTokenDep) -> dict:
+    found = read_session(db, session_id)
+    if found is None:
+        raise HTTPException(404, f"no session {session_id}")
+    return found
+
+
+def read_session(db: Session, session_id: int) -> dict | None:
+    """The session (followed through merges) with its transcript, or None."""
     session = _canonical_session(db, session_id)
+    if session is None:
+        return None
     rows = db.exec(select(Interaction).where(Interaction.session_id == session.id)
                    .order_by(Interaction.request_at, Interaction.id)).all()
     started = rows[0].request_at if rows else None
@@ -80,19 +97,17 @@ def get_image(image_id: int, request: Request, db: SessionDep, _: ReadTokenDep) 
     return FileResponse(request.app.state.settings.data_dir / image.path, media_type="image/png")
 
 
-def _canonical_session(db: SessionDep, session_id: int) -> InteractionSession:
+def _canonical_session(db: Session, session_id: int) -> InteractionSession | None:
     """Follows `merged_into`, so an id handed out before a late arrival merged two sessions still resolves."""
     session = db.get(InteractionSession, session_id)
     for _ in range(1000):
         if session is None or session.merged_into is None:
             break
         session = db.get(InteractionSession, session.merged_into)
-    if session is None:
-        raise HTTPException(404, f"no session {session_id}")
     return session
 
 
-def _images_of(db: SessionDep, interaction_ids: list[int]) -> dict[int, list[dict]]:
+def _images_of(db: Session, interaction_ids: list[int]) -> dict[int, list[dict]]:
     if not interaction_ids:
         return {}
     images: dict[int, list[dict]] = {}

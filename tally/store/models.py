@@ -153,3 +153,28 @@ class InteractionImage(SQLModel, table=True):
     path: str | None = Field(default=None, max_length=500)
     size_bytes: int | None = None
     created_at: int = _millis()
+
+
+class DashboardAccount(SQLModel, table=True):
+    """A person who may log in to the dashboard; the password is kept as an Argon2id hash."""
+
+    __tablename__ = "dashboard_account"
+
+    id: int | None = _primary_key()
+    email: str = Field(max_length=320, unique=True)  # lower-cased
+    password_hash: str = Field(max_length=255)
+    is_admin: bool = False
+    created_at: int = _millis()
+    password_changed_at: int = _millis()
+
+
+class DashboardLogin(SQLModel, table=True):
+    """A logged-in browser: the cookie carries the token, the store only its SHA-256, so logout revokes it."""
+
+    __tablename__ = "dashboard_login"
+
+    id: int | None = _primary_key()
+    account_id: int = _reference("dashboard_account", nullable=False, index=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    created_at: int = _millis()
+    expires_at: int = _millis()

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     analytics_timezone: str = Field("UTC", description="IANA zone in which hours, days and weeks are counted.")
     prices_file: Path | None = Field(None, description="A CSV of model prices extending or overriding the shipped one.")
 
+    secret_key: str = Field("", description="Signs dashboard cookies; empty: generated once into the data directory.")
+    login_hours: float = Field(168, gt=0, description="How long a dashboard login lasts.")
+
     @field_validator("database_url")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
