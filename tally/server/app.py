@@ -9,6 +9,8 @@ from fastapi.responses import RedirectResponse, Response
 
 from tally.analytics import api as analytics_api
 from tally.analytics.service import Analytics
+from tally.dashboard.mount import mount_dashboard
+from tally.dashboard.routes import StoreViews
 from tally.ingest import readback
 from tally.ingest.routes import IngestFront
 from tally.store.errors import ApiError, error_response
@@ -44,6 +46,7 @@ def create_api(settings: Settings) -> FastAPI:
                   lifespan=lifespan)
     app.include_router(readback.router)
     app.include_router(analytics_api.router)
+    mount_dashboard(app, settings, StoreViews(session=readback.read_session, interaction=readback.read_interaction))
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -54,7 +57,7 @@ def create_api(settings: Settings) -> FastAPI:
 
     @app.get("/", include_in_schema=False)
     def home() -> RedirectResponse:
-        return RedirectResponse("/docs")
+        return RedirectResponse("/dashboard")
 
     return app
 

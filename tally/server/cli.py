@@ -1,15 +1,16 @@
 """The `tally` command: serve, migrate, and manage apps, keys and read tokens."""
 
 import json
-from contextlib import contextmanager
 from typing import Annotated, Optional
 
 import typer
 from sqlalchemy import make_url
-from sqlmodel import Session, select
+from sqlmodel import select
 
-from tally.ingest.keys import AppError, add_api_key, create_app, find_app, live_keys, revoke_api_keys
+from tally.ingest.keys import add_api_key, create_app, find_app, live_keys, revoke_api_keys
 from tally.server import migrations
+from tally.server.cli_store import store
+from tally.server.cli_users import users_app
 from tally.store.engine import build_engine
 from tally.store.models import App
 from tally.store.read_tokens import create_read_token
@@ -24,32 +25,14 @@ app.add_typer(db_app, name="db")
 app.add_typer(apps_app, name="apps")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(analytics_app, name="analytics")
-
-
-@contextmanager
-def _store(settings: Settings | None = None):
-    """A migrated store and a session committed once at the end of the command."""
-    settings = settings or Settings()
-    migrations.upgrade(settings)
-    engine = build_engine(settings)
-    try:
-        with Session(engine) as db:
-            try:
-                yield db
-                db.commit()
-            except AppError as error:
-                db.rollback()
-                typer.echo(f"error: {error}", err=True)
-                raise typer.Exit(1) from None
-    finally:
-        engine.dispose()
+app.add_typer(users_app, name="users")
 
 
 @app.command()
 def serve(
     host: Annotated[Optional[str], typer.Option(help="Interface to listen on [default: TALLY_HOST or 127.0.0.1]")] = None,
     port: Annotated[Optional[int], typer.Option(help="Port [default: TALLY_PORT or 8000]")] = None,
-    demo: Annotated[bool, typer.Option(help="Create a demo app if there is none and print its keys.")] = False,
+    demo: Annotated[bool, typer.Option(help="Load demo data into an empty store; print the demo app's keys and dashboard login.")] = False,
 ) -> None:
     """Upgrade the store, then serve ingest and the read API."""
     import uvicorn
@@ -68,12 +51,13 @@ def serve(
             typer.echo("The store is empty: loading 3,000 demo interactions…")
             load_demo(engine, settings, interactions=3000)
         keys = ensure_demo_app(engine, settings)
-        typer.echo(f"\nDemo app keys (saved in {settings.data_dir / 'demo-app.json'}):\n"
+        typer.echo(f"\nDemo app keys and login (saved in {settings.data_dir / 'demo-app.json'}):\n"
                    f"  appKey:     {keys['app_key']}\n  apiKey:     {keys['api_key']}\n"
-                   f"  read token: {keys['read_token']}\n")
+                   f"  read token: {keys['read_token']}\n"
+                   f"  dashboard:  {keys['dashboard_email']} / {keys['dashboard_password']}\n")
     engine.dispose()
     typer.echo(f"Tally on {base}  (store: {_redacted(settings.database_url)})\n"
-               f"  track:    POST {base}/track\n  API docs: {base}/docs\n")
+               f"  dashboard: {base}/dashboard\n  track:     POST {base}/track\n  API docs:  {base}/docs\n")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
 
 
@@ -119,7 +103,7 @@ def apps_create(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts")] = False,
 ) -> None:
     """Create an app; prints its app key and a new API key, once."""
-    with _store() as db:
+    with store() as db:
         created, api_key = create_app(db, name=name, session_timeout_minutes=session_timeout)
         app_key = created.app_key
     if as_json:
@@ -132,7 +116,7 @@ def apps_create(
 @apps_app.command("list")
 def apps_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts")] = False) -> None:
     """List apps with their app keys and live API key prefixes."""
-    with _store() as db:
+    with store() as db:
         rows = [{"app": a.name, "app_key": a.app_key, "session_timeout_minutes": a.session_timeout_minutes,
                  "api_keys": [k.prefix for k in live_keys(db, app=a)]} for a in db.exec(select(App).order_by(App.id))]
     if as_json:
@@ -145,7 +129,7 @@ def apps_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON f
 @apps_app.command("rotate-key")
 def apps_rotate_key(app_name: Annotated[str, typer.Argument(metavar="APP")]) -> None:
     """Add a new API key to APP; its old keys keep working until revoked."""
-    with _store() as db:
+    with store() as db:
         api_key = add_api_key(db, app=find_app(db, app_name))
     typer.echo(f"apiKey:  {api_key}\nOld keys still work; revoke them with `tally apps revoke-key`.")
 
@@ -153,7 +137,7 @@ def apps_rotate_key(app_name: Annotated[str, typer.Argument(metavar="APP")]) -> 
 @apps_app.command("revoke-key")
 def apps_revoke_key(app_name: Annotated[str, typer.Argument(metavar="APP")], key_prefix: str) -> None:
     """Revoke APP's API keys that start with KEY_PREFIX (as shown by `tally apps list`)."""
-    with _store() as db:
+    with store() as db:
         count = revoke_api_keys(db, app=find_app(db, app_name), prefix=key_prefix)
     typer.echo(f"revoked {count} key(s)")
 
@@ -161,7 +145,7 @@ def apps_revoke_key(app_name: Annotated[str, typer.Argument(metavar="APP")], key
 @tokens_app.command("create")
 def tokens_create(name: str) -> None:
     """Create a read token; prints it alone on stdout."""
-    with _store() as db:
+    with store() as db:
         token = create_read_token(db, name=name)
     typer.echo(token)
 
