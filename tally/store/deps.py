@@ -22,7 +22,9 @@ def get_db(request: Request) -> Iterator[Session]:
             raise
 
 
-SessionDep = Annotated[Session, Depends(get_db)]
+# "function" scope: the commit happens before the answer is sent, so a client that reads after a 2xx (or follows
+# a redirect, as the browser does after logging in) always sees what the request wrote.
+SessionDep = Annotated[Session, Depends(get_db, scope="function")]
 _bearer = HTTPBearer(auto_error=False, description="A read token from `tally tokens create NAME`.")
 
 
