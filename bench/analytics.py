@@ -304,8 +304,9 @@ class TimedCursor:
 
     def execute(self, sql: str, *args):
         seconds, result = timed(lambda: self._cursor.execute(sql, *args))
-        table = sql.split()[2]  # DELETE FROM t / INSERT INTO t
-        self.seconds[table] = self.seconds.get(table, 0.0) + seconds
+        verb, _, table = sql.split()[:3]
+        if verb in ("DELETE", "INSERT"):  # DELETE FROM t / INSERT INTO t
+            self.seconds[table] = self.seconds.get(table, 0.0) + seconds
         return result
 
 
@@ -317,7 +318,8 @@ def time_rebuild(analytics: Analytics, size: int, runs: int) -> list[Result]:
         timed_cursor = TimedCursor(cursor)
         cursor.begin()
         try:
-            totals.append(timed(partial(rollups.rebuild_all, timed_cursor))[0])
+            rebuild = partial(rollups.rebuild_all, timed_cursor, analytics.settings.analytics_timezone)
+            totals.append(timed(rebuild)[0])
         finally:
             cursor.rollback()
         for table, seconds in timed_cursor.seconds.items():

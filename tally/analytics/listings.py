@@ -36,7 +36,7 @@ def users(cursor: duckdb.DuckDBPyConnection, *, f: Filters, zone: str, search: s
              visits AS (SELECT user_id, min(started_at) AS first_seen FROM session_stats GROUP BY user_id)
         SELECT * FROM (
             SELECT u.id, u.app_id, u.external_id AS user_id, u.email, u.first_name, u.last_name, u.is_authenticated,
-                   s.interactions, s.total_tokens, s.cost, s.last_seen, v.first_seen, s.sessions
+                   s.interactions, s.total_tokens, s.cost, s.unpriced, s.last_seen, v.first_seen, s.sessions
             FROM end_user u JOIN usage s ON s.user_id = u.id LEFT JOIN visits v ON v.user_id = u.id) u
         WHERE {' AND '.join(where)} ORDER BY {column} DESC, u.id DESC LIMIT ?""", [*params, limit + 1])
     return _page(rows, limit, (column, "id"))
@@ -50,7 +50,7 @@ def _user_usage(f: Filters, zone: str) -> tuple[str, list]:
         app_params = [f.app_id] if f.app_id is not None else []
         return f"""usage AS (
             SELECT d.user_id, sum(d.interactions) AS interactions, sum(d.total_tokens) AS total_tokens,
-                   sum(d.cost) AS cost, max(d.last_at) AS last_seen,
+                   sum(d.cost) AS cost, sum(d.unpriced) AS unpriced, max(d.last_at) AS last_seen,
                    coalesce(any_value(v.sessions), 0) AS sessions
             FROM user_day d LEFT JOIN (
                 SELECT user_id, count(*) AS sessions FROM session_stats
@@ -66,7 +66,8 @@ def _user_usage(f: Filters, zone: str) -> tuple[str, list]:
             params.append(value)
     return f"""usage AS (
         SELECT user_id, count(*) AS interactions, coalesce(sum(total_tokens), 0) AS total_tokens,
-               coalesce(sum(cost), 0) AS cost, max(request_at) AS last_seen, count(DISTINCT session_id) AS sessions
+               coalesce(sum(cost), 0) AS cost, count(*) FILTER (WHERE NOT priced) AS unpriced,
+               max(request_at) AS last_seen, count(DISTINCT session_id) AS sessions
         FROM costed WHERE {' AND '.join(where)} GROUP BY user_id)""", params
 
 
@@ -89,7 +90,7 @@ def sessions(cursor: duckdb.DuckDBPyConnection, *, f: Filters, after: list | Non
     rows = fetch_dicts(cursor, f"""
         SELECT s.session_id AS id, s.app_id, c.external_id AS session, s.user_id, u.external_id AS user_external_id,
                u.email AS user_email, s.started_at, s.ended_at, s.duration_ms, s.turns, s.errors, s.total_tokens,
-               s.cost, s.models
+               s.cost, s.unpriced, s.models
         FROM session_stats s LEFT JOIN chat_session c ON c.id = s.session_id LEFT JOIN end_user u ON u.id = s.user_id
         WHERE {' AND '.join(where)} ORDER BY s.started_at DESC, s.session_id DESC LIMIT ?""", [*params, limit + 1])
     return _page(rows, limit, ("started_at", "id"))

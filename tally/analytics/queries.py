@@ -8,6 +8,7 @@ always come from raw interactions, since percentiles of buckets cannot be combin
 import duckdb
 
 from tally.analytics.filters import Filters
+from tally.analytics.local_time import local_bucket_sql
 from tally.analytics.warehouse import fetch_dicts
 
 _ROLLUP_SUMS = """
@@ -30,6 +31,15 @@ _RAW_SUMS = """
     count(*) FILTER (WHERE priced) AS priced, count(*) FILTER (WHERE NOT priced) AS unpriced"""
 
 
+# One sort of the latencies serves all three percentiles (three quantile_cont calls sort three times).
+_PERCENTILES = "quantile_cont(latency_ms, [0.5, 0.95, 0.99]) AS latency_quantiles"
+
+
+def _latency_columns(row: dict) -> dict:
+    quantiles = row["latency_quantiles"] or [None, None, None]
+    return {"latency_p50": quantiles[0], "latency_p95": quantiles[1], "latency_p99": quantiles[2]}
+
+
 class Queries:
     def __init__(self, cursor: duckdb.DuckDBPyConnection, timezone: str) -> None:
         self._cursor = cursor
@@ -50,7 +60,8 @@ class Queries:
                 params.append(value)
         if f.user_id is not None:
             where = ["request_at >= ?", "request_at < ?", "user_id = ?", *dims]
-            return "costed", granularity, " AND ".join(where), [f.start_ms, f.end_ms, f.user_id, *params]
+            bucket = local_bucket_sql("request_at", granularity, self._zone, f.start_ms, f.end_ms)
+            return "costed", bucket, " AND ".join(where), [f.start_ms, f.end_ms, f.user_id, *params]
         table = "rollup_hour" if granularity == "hour" else "rollup_day"
         where = [f"bucket >= date_trunc('{granularity}', {self._local()})", f"bucket < {self._local()}", *dims]
         return table, "bucket", " AND ".join(where), [self._zone, f.start_ms, self._zone, f.end_ms, *params]
@@ -71,10 +82,10 @@ class Queries:
     def latency_series(self, f: Filters, granularity: str) -> list[dict]:
         """Latency percentiles per local hour or day, from the interactions themselves."""
         where, params = self._raw_where(f)
-        return self._rows(
-            f"SELECT date_trunc('{granularity}', {self._local('request_at')}) AS bucket, "
-            f"quantile_cont(latency_ms, 0.5) AS latency_p50, quantile_cont(latency_ms, 0.95) AS latency_p95 "
-            f"FROM interaction WHERE {where} GROUP BY 1 ORDER BY 1", [self._zone, *params])
+        bucket = local_bucket_sql("request_at", granularity, self._zone, f.start_ms, f.end_ms)
+        rows = self._rows(f"SELECT {bucket} AS bucket, quantile_cont(latency_ms, [0.5, 0.95]) AS q "
+                          f"FROM interaction WHERE {where} GROUP BY 1 ORDER BY 1", params)
+        return [{"bucket": row["bucket"], "latency_p50": row["q"][0], "latency_p95": row["q"][1]} for row in rows]
 
     def filter_options(self) -> dict:
         """The apps, providers and models there are data for, to offer as filters."""
@@ -86,7 +97,7 @@ class Queries:
         sums = _RAW_SUMS if table == "costed" else _ROLLUP_SUMS
         rows = self._rows(f"SELECT provider, model, {sums} FROM {table} WHERE {where} "
                           f"GROUP BY 1, 2 ORDER BY interactions DESC, provider, model", params)
-        latency = {(r["provider"], r["model"]): r for r in self._latency(f, by_model=True)}
+        latency = {(r["provider"], r["model"]): r for r in self._latency_by_model(f)}
         for row in rows:
             row.update({k: v for k, v in latency.get((row["provider"], row["model"]), {}).items()
                         if k.startswith("latency")})
@@ -100,11 +111,22 @@ class Queries:
             f"SELECT provider, model, {'count(*)' if table == 'costed' else 'sum(unpriced)'} AS interactions "
             f"FROM {table} WHERE {where} AND {'NOT priced' if table == 'costed' else 'unpriced > 0'} "
             f"GROUP BY 1, 2 ORDER BY 3 DESC", params)
-        [latency] = self._latency(f, by_model=False) or [{}]
         where, params = self._raw_where(f)
-        [people] = self._rows(f"SELECT count(DISTINCT user_id) AS active_users, "
-                              f"count(DISTINCT session_id) AS sessions FROM interaction WHERE {where}", params)
-        return {**totals, **latency, **people}
+        [people] = self._rows(f"SELECT {_PERCENTILES}, count(DISTINCT user_id) AS active_users "
+                              f"FROM interaction WHERE {where}", params)
+        return {**totals, **_latency_columns(people), "active_users": people["active_users"],
+                "sessions": self._session_count(f)}
+
+    def _session_count(self, f: Filters) -> int:
+        """Sessions with activity in the range; the session rollup answers unless a filter needs raw rows."""
+        if f.provider is None and f.model is None and f.user_id is None:
+            where, params = ["ended_at >= ?", "started_at < ?"], [f.start_ms, f.end_ms]
+            if f.app_id is not None:
+                where.append("app_id = ?")
+                params.append(f.app_id)
+            return self._rows(f"SELECT count(*) AS n FROM session_stats WHERE {' AND '.join(where)}", params)[0]["n"]
+        where, params = self._raw_where(f)
+        return self._rows(f"SELECT count(DISTINCT session_id) AS n FROM interaction WHERE {where}", params)[0]["n"]
 
     def _raw_where(self, f: Filters) -> tuple[str, list]:
         where, params = ["request_at >= ?", "request_at < ?"], [f.start_ms, f.end_ms]
@@ -115,18 +137,25 @@ class Queries:
                 params.append(value)
         return " AND ".join(where), params
 
-    def _latency(self, f: Filters, *, by_model: bool) -> list[dict]:
+    def _latency_by_model(self, f: Filters) -> list[dict]:
         where, params = self._raw_where(f)
-        keys = "provider, model, " if by_model else ""
-        return self._rows(
-            f"SELECT {keys}quantile_cont(latency_ms, 0.5) AS latency_p50, "
-            f"quantile_cont(latency_ms, 0.95) AS latency_p95, quantile_cont(latency_ms, 0.99) AS latency_p99 "
-            f"FROM interaction WHERE {where} {'GROUP BY provider, model' if by_model else ''}", params)
+        rows = self._rows(f"SELECT provider, model, {_PERCENTILES} FROM interaction WHERE {where} "
+                          f"GROUP BY provider, model", params)
+        return [{"provider": row["provider"], "model": row["model"], **_latency_columns(row)} for row in rows]
 
     def active_users(self, f: Filters, granularity: str) -> list[dict]:
-        where, params = self._user_day_where(f)
+        """Distinct users per local day, week or month: from the user rollup, or from raw interactions when a
+        provider or model is asked for (the rollup has neither)."""
+        if f.provider is None and f.model is None:
+            where, params = self._user_day_where(f)
+            source = "user_day"
+        else:
+            where, params = self._raw_where(f)
+            day = local_bucket_sql("request_at", "day", self._zone, f.start_ms, f.end_ms)
+            source = f"(SELECT user_id, {day} AS bucket FROM interaction WHERE {where})"
+            where = "TRUE"
         return self._rows(f"SELECT date_trunc('{granularity}', bucket) AS bucket, "
-                          f"count(DISTINCT user_id) AS active_users FROM user_day WHERE {where} "
+                          f"count(DISTINCT user_id) AS active_users FROM {source} WHERE {where} "
                           f"GROUP BY 1 ORDER BY 1", params)
 
     def _user_day_where(self, f: Filters) -> tuple[str, list]:

