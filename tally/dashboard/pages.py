@@ -1,6 +1,8 @@
 """What each analytics page shows: the queries it runs and the tiles, tables and figures built from them."""
 
 from dataclasses import replace
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from tally.analytics import listings
 from tally.analytics.filters import all_time
@@ -29,11 +31,18 @@ def _tokens(totals: dict) -> int:
     return totals["prompt_tokens"] + totals["completion_tokens"]
 
 
+def _span(view: View, zone: ZoneInfo) -> tuple[str, str]:
+    """The range as the time axis shows it: from the middle of the first bucket to the middle of the last."""
+    half = 1_800_000 if view.granularity == "hour" else 43_200_000
+    return tuple(datetime.fromtimestamp(ms / 1000, zone).strftime("%Y-%m-%d %H:%M")
+                 for ms in (view.filters.start_ms - half, view.filters.end_ms - half))
+
+
 def overview(analytics: Analytics, view: View) -> dict:
     queries, zone = analytics.queries(), analytics.settings.analytics_timezone
     now, before = queries.totals(view.filters), queries.totals(view.previous)
     series = queries.usage_series(view.filters, view.granularity)
-    axis = {"granularity": view.granularity, "timezone": zone}
+    axis = {"granularity": view.granularity, "timezone": zone, "span": _span(view, analytics.zone)}
     tokens = _tokens(now)
     estimated = now["estimated_tokens"] / tokens if tokens else 0
     tiles = [
@@ -53,7 +62,7 @@ def overview(analytics: Analytics, view: View) -> dict:
         figures.cost_over_time(series, **axis),
         figures.interactions_and_errors(series, **axis),
         figures.latency(queries.latency_series(view.filters, view.granularity), **axis),
-        figures.active_users(queries.active_users(view.filters, "day"), timezone=zone),
+        figures.active_users(queries.active_users(view.filters, "day"), timezone=zone, span=axis["span"]),
     ]
     return {"tiles": tiles, "figures": charts, "unpriced_models": now["unpriced_models"],
             "empty": now["interactions"] == 0 and before["interactions"] == 0}
@@ -88,7 +97,8 @@ def user(analytics: Analytics, view: View, user_id: int, *, after: list | None) 
     queries = analytics.queries()
     usage = queries.usage_series_by_model(mine, view.granularity)
     return {"profile": found[0], "totals": queries.totals(mine),
-            "figures": [figures.tokens_by_model(usage, granularity=view.granularity, timezone=zone)],
+            "figures": [figures.tokens_by_model(usage, granularity=view.granularity, timezone=zone,
+                                                span=_span(view, analytics.zone))],
             "sessions": listings.sessions(cursor, f=mine, after=after, limit=PAGE_SIZE)}
 
 

@@ -1,0 +1,41 @@
+"""Shared by the dashboard tests: a live server with an account, and logging in the way a browser does."""
+
+import re
+import time
+
+import httpx
+from sqlmodel import Session
+
+from tally.dashboard.accounts import create_account
+from tests.conftest import LiveServer, start_server
+
+EMAIL, PASSWORD = "analyst@example.com", "correct horse battery"
+
+
+def add_account(engine, email: str = EMAIL, password: str = PASSWORD, *, admin: bool = False) -> None:
+    with Session(engine) as db:
+        create_account(db, email=email, password=password, is_admin=admin)
+        db.commit()
+
+
+def start_dashboard(settings) -> LiveServer:
+    return start_server(settings.model_copy(update={"analytics_refresh_seconds": 0.2}))
+
+
+def csrf_of(page: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+
+
+def log_in(client: httpx.Client, email: str = EMAIL, password: str = PASSWORD, **extra) -> httpx.Response:
+    """GET the form (which sets the CSRF cookie), then POST it, as a browser would."""
+    form = client.get("/login")
+    return client.post("/login", data={"email": email, "password": password, "csrf": csrf_of(form.text), **extra})
+
+
+def wait_until(check, seconds: float = 10.0):
+    deadline = time.monotonic() + seconds
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.05)
