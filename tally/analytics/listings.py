@@ -25,15 +25,13 @@ def users(cursor: duckdb.DuckDBPyConnection, *, f: Filters, zone: str, search: s
     if search:
         where.append("(u.user_id ILIKE ? OR u.email ILIKE ? OR concat_ws(' ', u.first_name, u.last_name) ILIKE ?)")
         params += [f"%{search}%"] * 3
-    if f.user_id is not None:
-        where.append("u.id = ?")
-        params.append(f.user_id)
     if after is not None:
         where.append(f"({column}, u.id) < (?, ?)")
         params += after
     rows = fetch_dicts(cursor, f"""
         WITH {usage_sql},
-             visits AS (SELECT user_id, min(started_at) AS first_seen FROM session_stats GROUP BY user_id)
+             visits AS (SELECT user_id, min(started_at) AS first_seen FROM session_stats
+                        WHERE user_id IN (SELECT user_id FROM usage) GROUP BY user_id)
         SELECT * FROM (
             SELECT u.id, u.app_id, u.external_id AS user_id, u.email, u.first_name, u.last_name, u.is_authenticated,
                    s.interactions, s.total_tokens, s.cost, s.unpriced, s.last_seen, v.first_seen, s.sessions
@@ -46,29 +44,32 @@ def _user_usage(f: Filters, zone: str) -> tuple[str, list]:
     """A `usage` CTE per user over `f`: from the day rollup (whole local days overlapping the range, like the
     other rollup answers) unless a provider or model is asked for, which only raw interactions carry."""
     if f.provider is None and f.model is None:
-        app = "AND app_id = ?" if f.app_id is not None else ""
-        app_params = [f.app_id] if f.app_id is not None else []
+        given = {"app_id": f.app_id, "user_id": f.user_id}
+        dims, dim_params = _equal(given)
         return f"""usage AS (
             SELECT d.user_id, sum(d.interactions) AS interactions, sum(d.total_tokens) AS total_tokens,
                    sum(d.cost) AS cost, sum(d.unpriced) AS unpriced, max(d.last_at) AS last_seen,
                    coalesce(any_value(v.sessions), 0) AS sessions
             FROM user_day d LEFT JOIN (
                 SELECT user_id, count(*) AS sessions FROM session_stats
-                WHERE ended_at >= ? AND started_at < ? {app} GROUP BY user_id) v ON v.user_id = d.user_id
+                WHERE ended_at >= ? AND started_at < ? {dims} GROUP BY user_id) v ON v.user_id = d.user_id
             WHERE d.bucket >= date_trunc('day', timezone(?, epoch_ms(?)::TIMESTAMPTZ))
-              AND d.bucket < timezone(?, epoch_ms(?)::TIMESTAMPTZ) {app.replace('app_id', 'd.app_id')}
-            GROUP BY d.user_id)""", [f.start_ms, f.end_ms, *app_params, zone, f.start_ms, zone, f.end_ms,
-                                     *app_params]
-    where, params = ["request_at >= ?", "request_at < ?"], [f.start_ms, f.end_ms]
-    for name, value in (("app_id", f.app_id), ("provider", f.provider), ("model", f.model)):
-        if value is not None:
-            where.append(f"{name} = ?")
-            params.append(value)
+              AND d.bucket < timezone(?, epoch_ms(?)::TIMESTAMPTZ) {_equal(given, prefix="d.")[0]}
+            GROUP BY d.user_id)""", [f.start_ms, f.end_ms, *dim_params, zone, f.start_ms, zone, f.end_ms,
+                                     *dim_params]
+    dims, params = _equal({"app_id": f.app_id, "provider": f.provider, "model": f.model, "user_id": f.user_id})
     return f"""usage AS (
         SELECT user_id, count(*) AS interactions, coalesce(sum(total_tokens), 0) AS total_tokens,
                coalesce(sum(cost), 0) AS cost, count(*) FILTER (WHERE NOT priced) AS unpriced,
                max(request_at) AS last_seen, count(DISTINCT session_id) AS sessions
-        FROM costed WHERE {' AND '.join(where)} GROUP BY user_id)""", params
+        FROM costed WHERE request_at >= ? AND request_at < ? {dims} GROUP BY user_id)""", [
+        f.start_ms, f.end_ms, *params]
+
+
+def _equal(columns: dict, prefix: str = "") -> tuple[str, list]:
+    """` AND column = ?` for each column given a value, and the values."""
+    given = {column: value for column, value in columns.items() if value is not None}
+    return "".join(f" AND {prefix}{column} = ?" for column in given), list(given.values())
 
 
 def sessions(cursor: duckdb.DuckDBPyConnection, *, f: Filters, after: list | None, limit: int) -> dict:
