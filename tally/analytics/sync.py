@@ -83,7 +83,7 @@ class Refresher:
                 self._replace_apps(cursor)
                 self._append_sessions(cursor)
                 users = self._sync_users(cursor)
-                self._resolve_models(cursor)
+                self._resolve_models(cursor, "interaction" if full else "affected")
                 if full:
                     rollups.rebuild_all(cursor, self.warehouse.timezone)
                 else:
@@ -102,8 +102,10 @@ class Refresher:
             (p.provider, p.model, p.input_per_mtok, p.cached_input_per_mtok, p.output_per_mtok, p.per_image,
              p.effective_ms) for p in self.prices.prices])
 
-    def _resolve_models(self, cursor: duckdb.DuckDBPyConnection) -> None:
-        new = cursor.execute("SELECT DISTINCT provider, model FROM interaction i WHERE NOT EXISTS ("
+    def _resolve_models(self, cursor: duckdb.DuckDBPyConnection, source: str) -> None:
+        """Price the models first seen in `source`: every interaction after a price change, else the rows this
+        refresh touched (a full scan at every tick cost about 0.2 s at 10M rows)."""
+        new = cursor.execute(f"SELECT DISTINCT provider, model FROM {source} i WHERE NOT EXISTS ("
                              "SELECT 1 FROM model_price m WHERE m.provider = i.provider AND m.model = i.model)"
                              ).fetchall()
         if new:
