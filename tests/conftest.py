@@ -137,6 +137,16 @@ def reader(live_server, read_token) -> Iterator[httpx.Client]:
         yield http
 
 
+def wait_until(check, seconds: float = 10.0):
+    """`check()`'s first truthy answer, polled every 50 ms; its last answer once `seconds` have passed."""
+    deadline = time.monotonic() + seconds
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.05)
+
+
 def count_rows(engine: sqlalchemy.Engine, table: str) -> int:
     with engine.connect() as conn:
         return conn.execute(sqlalchemy.text(f"SELECT count(*) FROM {table}")).scalar_one()

@@ -1,7 +1,6 @@
 """Shared by the dashboard tests: a live server with an account, and logging in the way a browser does."""
 
 import re
-import time
 
 import httpx
 from sqlmodel import Session
@@ -30,12 +29,3 @@ def log_in(client: httpx.Client, email: str = EMAIL, password: str = PASSWORD, *
     """GET the form (which sets the CSRF cookie), then POST it, as a browser would."""
     form = client.get("/login")
     return client.post("/login", data={"email": email, "password": password, "csrf": csrf_of(form.text), **extra})
-
-
-def wait_until(check, seconds: float = 10.0):
-    deadline = time.monotonic() + seconds
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.05)

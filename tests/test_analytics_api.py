@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import text
 
 from tally.analytics.service import Analytics
-from tests.conftest import start_server
+from tests.conftest import start_server, wait_until
 from tests.payloads import openai_chat
 
 BASE = 1_717_000_000_000  # 2024-05-29T16:26:40Z
@@ -34,15 +34,6 @@ def _track(api, payload):
     return answer.json()
 
 
-def _wait_until(check, seconds=10.0):
-    deadline = time.monotonic() + seconds
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.05)
-
-
 def _seed(api, app_keys):
     """Two users, a priced and an unpriced model, reported and estimated usage, one error."""
     payloads = [
@@ -54,14 +45,14 @@ def _seed(api, app_keys):
     ]
     payloads[3]["response"]["error"] = {"message": "overloaded"}
     answers = [_track(api, p) for p in payloads]
-    assert _wait_until(lambda: len(api.get("/api/v1/interactions", params={"from": "2024-05-01"}).json()["items"]) == 4)
+    assert wait_until(lambda: len(api.get("/api/v1/interactions", params={"from": "2024-05-01"}).json()["items"]) == 4)
     return answers
 
 
 def test_acknowledged_interaction_is_readable_within_seconds(api, app_keys):
     stored = _track(api, openai_chat(app_keys, user={"userId": "fresh"}))
     started = time.monotonic()
-    seen = _wait_until(lambda: [i for i in api.get("/api/v1/interactions").json()["items"]
+    seen = wait_until(lambda: [i for i in api.get("/api/v1/interactions").json()["items"]
                                 if i["id"] == stored["interaction_id"]])
     assert seen and time.monotonic() - started < 10
     freshness = api.get("/api/v1/analytics/status").json()
@@ -102,7 +93,7 @@ def test_series_models_and_filters(api, app_keys):
 def test_cursor_pagination_visits_every_row_once(api, app_keys):
     for index in range(7):
         _track(api, openai_chat(app_keys, user={"userId": f"p{index}"}, at_ms=BASE + index * MINUTE))
-    assert _wait_until(lambda: len(api.get("/api/v1/users", params={"limit": 500}).json()["items"]) == 7)
+    assert wait_until(lambda: len(api.get("/api/v1/users", params={"limit": 500}).json()["items"]) == 7)
     for path in ("/api/v1/users", "/api/v1/interactions", "/api/v1/sessions"):
         seen, cursor = [], None
         while True:
@@ -152,9 +143,9 @@ def test_late_arrival_merging_sessions_reaches_analytics(api, app_keys):
     _track(api, openai_chat(app_keys, user=user, at_ms=BASE))
     _track(api, openai_chat(app_keys, user=user, at_ms=BASE + 15 * MINUTE))
     sessions = lambda: api.get("/api/v1/sessions", params={"from": "2024-05-01"}).json()["items"]
-    assert _wait_until(lambda: len(sessions()) == 2)
+    assert wait_until(lambda: len(sessions()) == 2)
     _track(api, openai_chat(app_keys, user=user, at_ms=BASE + 8 * MINUTE))
-    assert _wait_until(lambda: [s["turns"] for s in sessions()] == [3])
+    assert wait_until(lambda: [s["turns"] for s in sessions()] == [3])
 
 
 def test_price_change_recomputes_history(engine, settings, app_keys, tmp_path):

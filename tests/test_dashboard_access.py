@@ -5,8 +5,8 @@ import pytest
 from sqlmodel import Session
 
 from tally.dashboard.accounts import set_password
-from tests.conftest import count_rows
-from tests.dashboard_support import EMAIL, PASSWORD, add_account, csrf_of, log_in, start_dashboard, wait_until
+from tests.conftest import count_rows, wait_until
+from tests.dashboard_support import EMAIL, PASSWORD, add_account, csrf_of, log_in, start_dashboard
 from tests.payloads import openai_chat
 
 PAGES = ["/dashboard", "/dashboard/models", "/dashboard/users", "/dashboard/users/1", "/dashboard/sessions",

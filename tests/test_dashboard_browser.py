@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from tally.server.demo_data import load_demo
-from tests.dashboard_support import EMAIL, PASSWORD, add_account, start_dashboard, wait_until
+from tests.conftest import wait_until
+from tests.dashboard_support import EMAIL, PASSWORD, add_account, start_dashboard
 from tests.payloads import openai_chat
 
 CHROMIUM = "/usr/bin/chromium"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import free_port
-from tests.dashboard_support import csrf_of, wait_until
+from tests.conftest import free_port, wait_until
+from tests.dashboard_support import csrf_of
 
 TALLY = Path(sys.executable).with_name("tally")
 

@@ -90,10 +90,7 @@ def sessions(request: Request, account: AccountDep, cursor: str | None = None) -
 
 @router.get("/sessions/{session_id}")
 def session(request: Request, account: AccountDep, db: SessionDep, session_id: int) -> Response:
-    found = request.app.state.store_views.session(db, session_id)
-    if found is None:
-        return _not_found(request, account, f"session {session_id}")
-    return _page(request, account, "session.html", "sessions", _view(request), session=found)
+    return _stored(request, account, "session", request.app.state.store_views.session(db, session_id), session_id)
 
 
 @router.get("/interactions")
@@ -107,9 +104,14 @@ def interactions(request: Request, account: AccountDep, session: int | None = No
 @router.get("/interactions/{interaction_id}")
 def interaction(request: Request, account: AccountDep, db: SessionDep, interaction_id: int) -> Response:
     found = request.app.state.store_views.interaction(db, interaction_id)
+    return _stored(request, account, "interaction", found, interaction_id)
+
+
+def _stored(request: Request, account, kind: str, found: dict | None, requested: int) -> Response:
+    """A page about one stored session or interaction (read from the store, not the analytics), or a 404."""
     if found is None:
-        return _not_found(request, account, f"interaction {interaction_id}")
-    return _page(request, account, "interaction.html", "interactions", _view(request), interaction=found)
+        return _not_found(request, account, f"{kind} {requested}")
+    return _page(request, account, f"{kind}.html", f"{kind}s", _view(request), **{kind: found})
 
 
 @router.get("/images/{image_id}")
