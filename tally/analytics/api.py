@@ -95,14 +95,18 @@ def active_users(request: Request, _: ReadTokenDep, start: From = None, end: To 
             "freshness": analytics.freshness()}
 
 
-@router.get("/users", summary="Users: search by id, email or name; sort; cursor pagination")
+@router.get("/users", summary="Users: search by id, email or name; sort; cursor pagination",
+            description="Figures are lifetime ones. With `from`, `to`, `provider`, `model` or `user`, only the users "
+                        "active in the range are listed, and every figure (first and last seen too) counts the range.")
 def list_users(request: Request, _: ReadTokenDep, app: AppId = None, search: str | None = None,
                sort: Literal["tokens", "cost", "last_seen", "interactions"] = "last_seen",
-               cursor: str | None = None, limit: Limit = 50) -> dict:
-    f = _filters(request, None, None, app, None, None, None)
+               cursor: str | None = None, limit: Limit = 50, start: From = None, end: To = None,
+               provider: str | None = None, model: str | None = None, user: UserId = None) -> dict:
+    f = _filters(request, start, end, app, provider, model, user)
+    ranged = any(value is not None for value in (start, end, provider, model, user))
     analytics = _analytics(request)
     page = listings.users(analytics.warehouse.cursor(), app_id=f.app_id, search=search, sort=sort,
-                          after=_cursor(cursor, 2), limit=limit)
+                          after=_cursor(cursor, 2), limit=limit, within=f if ranged else None)
     return {**page, "freshness": analytics.freshness()}
 
 

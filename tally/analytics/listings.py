@@ -16,35 +16,62 @@ def _page(rows: list[dict], limit: int, key: tuple[str, str]) -> dict:
     return {"items": rows, "next_cursor": cursor}
 
 
-def users(cursor: duckdb.DuckDBPyConnection, *, app_id: int | None, search: str | None, sort: str,
-          after: list | None, limit: int) -> dict:
-    column = USER_SORTS[sort]
-    where, params = ["TRUE"], []
+def user_rows(*, app_id: int | None, within: Filters | None) -> tuple[str, list]:
+    """A SELECT of users with their figures: lifetime ones, or with `within` only the users active in its range,
+    every figure (interactions, tokens, cost, sessions, first and last seen) counting that range alone."""
+    if within is None:
+        sql = """
+            WITH usage AS (SELECT user_id, sum(interactions) AS interactions, sum(total_tokens) AS total_tokens,
+                                  sum(cost) AS cost, max(last_at) AS last_seen FROM user_day GROUP BY user_id),
+                 visits AS (SELECT user_id, count(*) AS sessions, min(started_at) AS first_seen
+                            FROM session_stats GROUP BY user_id)
+            SELECT u.id, u.app_id, u.external_id AS user_id, u.email, u.first_name, u.last_name, u.is_authenticated,
+                   coalesce(s.interactions, 0) AS interactions, coalesce(s.total_tokens, 0) AS total_tokens,
+                   coalesce(s.cost, 0) AS cost, coalesce(s.last_seen, 0) AS last_seen, v.first_seen,
+                   coalesce(v.sessions, 0) AS sessions
+            FROM end_user u LEFT JOIN usage s ON s.user_id = u.id LEFT JOIN visits v ON v.user_id = u.id"""
+        params: list = []
+    else:
+        where, params = interaction_where(within)
+        sql = f"""
+            WITH usage AS (SELECT user_id, count(*) AS interactions, coalesce(sum(total_tokens), 0) AS total_tokens,
+                                  coalesce(sum(cost), 0) AS cost, max(request_at) AS last_seen,
+                                  min(request_at) AS first_seen, count(DISTINCT session_id) AS sessions
+                           FROM costed WHERE {where} GROUP BY user_id)
+            SELECT u.id, u.app_id, u.external_id AS user_id, u.email, u.first_name, u.last_name, u.is_authenticated,
+                   s.interactions, s.total_tokens, s.cost, s.last_seen, s.first_seen, s.sessions
+            FROM end_user u JOIN usage s ON s.user_id = u.id"""
     if app_id is not None:
-        where.append("u.app_id = ?")
-        params.append(app_id)
+        sql += " WHERE u.app_id = ?"
+        params = [*params, app_id]
+    return sql, params
+
+
+def users(cursor: duckdb.DuckDBPyConnection, *, app_id: int | None, search: str | None, sort: str,
+          after: list | None, limit: int, within: Filters | None = None) -> dict:
+    column = USER_SORTS[sort]
+    source, params = user_rows(app_id=app_id, within=within)
+    where = ["TRUE"]
     if search:
         where.append("(u.user_id ILIKE ? OR u.email ILIKE ? OR concat_ws(' ', u.first_name, u.last_name) ILIKE ?)")
         params += [f"%{search}%"] * 3
     if after is not None:
         where.append(f"({column}, u.id) < (?, ?)")
         params += after
-    rows = fetch_dicts(cursor, f"""
-        WITH usage AS (SELECT user_id, sum(interactions) AS interactions, sum(total_tokens) AS total_tokens,
-                              sum(cost) AS cost, max(last_at) AS last_seen FROM user_day GROUP BY user_id),
-             visits AS (SELECT user_id, count(*) AS sessions, min(started_at) AS first_seen
-                        FROM session_stats GROUP BY user_id)
-        SELECT * FROM (
-            SELECT u.id, u.app_id, u.external_id AS user_id, u.email, u.first_name, u.last_name, u.is_authenticated,
-                   coalesce(s.interactions, 0) AS interactions, coalesce(s.total_tokens, 0) AS total_tokens,
-                   coalesce(s.cost, 0) AS cost, coalesce(s.last_seen, 0) AS last_seen, v.first_seen,
-                   coalesce(v.sessions, 0) AS sessions
-            FROM end_user u LEFT JOIN usage s ON s.user_id = u.id LEFT JOIN visits v ON v.user_id = u.id) u
-        WHERE {' AND '.join(where)} ORDER BY {column} DESC, u.id DESC LIMIT ?""", [*params, limit + 1])
+    rows = fetch_dicts(cursor, f"SELECT * FROM ({source}) u WHERE {' AND '.join(where)} "
+                               f"ORDER BY {column} DESC, u.id DESC LIMIT ?", [*params, limit + 1])
     return _page(rows, limit, (column, "id"))
 
 
-def sessions(cursor: duckdb.DuckDBPyConnection, *, f: Filters, after: list | None, limit: int) -> dict:
+SESSION_SELECT = """
+    SELECT s.session_id AS id, s.app_id, c.external_id AS session, s.user_id, u.external_id AS user_external_id,
+           u.email AS user_email, s.started_at, s.ended_at, s.duration_ms, s.turns, s.errors, s.total_tokens,
+           s.cost, s.models
+    FROM session_stats s LEFT JOIN chat_session c ON c.id = s.session_id LEFT JOIN end_user u ON u.id = s.user_id"""
+
+
+def session_where(f: Filters) -> tuple[str, list]:
+    """Sessions overlapping the range, of the app, user and model asked for."""
     where = ["s.ended_at >= ?", "s.started_at < ?"]
     params: list = [f.start_ms, f.end_ms]
     for column, value in (("s.app_id", f.app_id), ("s.user_id", f.user_id)):
@@ -54,20 +81,21 @@ def sessions(cursor: duckdb.DuckDBPyConnection, *, f: Filters, after: list | Non
     if f.model is not None:
         where.append("list_contains(string_split(s.models, ', '), ?)")
         params.append(f.model)
+    return " AND ".join(where), params
+
+
+def sessions(cursor: duckdb.DuckDBPyConnection, *, f: Filters, after: list | None, limit: int) -> dict:
+    where, params = session_where(f)
     if after is not None:
-        where.append("(s.started_at, s.session_id) < (?, ?)")
+        where += " AND (s.started_at, s.session_id) < (?, ?)"
         params += after
-    rows = fetch_dicts(cursor, f"""
-        SELECT s.session_id AS id, s.app_id, c.external_id AS session, s.user_id, u.external_id AS user_external_id,
-               u.email AS user_email, s.started_at, s.ended_at, s.duration_ms, s.turns, s.errors, s.total_tokens,
-               s.cost, s.models
-        FROM session_stats s LEFT JOIN chat_session c ON c.id = s.session_id LEFT JOIN end_user u ON u.id = s.user_id
-        WHERE {' AND '.join(where)} ORDER BY s.started_at DESC, s.session_id DESC LIMIT ?""", [*params, limit + 1])
+    rows = fetch_dicts(cursor, f"{SESSION_SELECT} WHERE {where} ORDER BY s.started_at DESC, s.session_id DESC "
+                               f"LIMIT ?", [*params, limit + 1])
     return _page(rows, limit, ("started_at", "id"))
 
 
-def interactions(cursor: duckdb.DuckDBPyConnection, *, f: Filters, session_id: int | None, after: list | None,
-                 limit: int) -> dict:
+def interaction_where(f: Filters, session_id: int | None = None) -> tuple[str, list]:
+    """Interactions requested in the range, of the app, provider, model, user and session asked for."""
     where = ["request_at >= ?", "request_at < ?"]
     params: list = [f.start_ms, f.end_ms]
     for column, value in (("app_id", f.app_id), ("provider", f.provider), ("model", f.model),
@@ -75,10 +103,16 @@ def interactions(cursor: duckdb.DuckDBPyConnection, *, f: Filters, session_id: i
         if value is not None:
             where.append(f"{column} = ?")
             params.append(value)
+    return " AND ".join(where), params
+
+
+def interactions(cursor: duckdb.DuckDBPyConnection, *, f: Filters, session_id: int | None, after: list | None,
+                 limit: int) -> dict:
+    where, params = interaction_where(f, session_id)
     if after is not None:
-        where.append("(request_at, id) < (?, ?)")
+        where += " AND (request_at, id) < (?, ?)"
         params += after
-    page = fetch_dicts(cursor, f"SELECT id FROM interaction WHERE {' AND '.join(where)} "
+    page = fetch_dicts(cursor, f"SELECT id FROM interaction WHERE {where} "
                          f"ORDER BY request_at DESC, id DESC LIMIT ?", [*params, limit + 1])
     if not page:
         return {"items": [], "next_cursor": None}
