@@ -8,6 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 
 from tally.analytics import api as analytics_api
+from tally.analytics import exports_api
 from tally.analytics.service import Analytics
 from tally.ingest import readback
 from tally.ingest.routes import IngestFront
@@ -44,6 +45,7 @@ def create_api(settings: Settings) -> FastAPI:
                   lifespan=lifespan)
     app.include_router(readback.router)
     app.include_router(analytics_api.router)
+    app.include_router(exports_api.router)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
