@@ -80,14 +80,19 @@ def csv_chunks(dataset: Dataset, pages: Iterable[list[tuple]], *, include_raw: b
     writer = csv.writer(buffer, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
     writer.writerow(dataset.header(include_raw=include_raw))
     cells = _formatter(dataset.all_columns(include_raw=include_raw))
+    _check(should_stop)
     for page in pages:
-        if should_stop is not None and should_stop():
-            raise ExportStopped("the server is stopping; the export was abandoned")
+        _check(should_stop)
         writer.writerows(map(cells, page))
         written.rows += len(page)
         if buffer.tell() >= CHUNK_BYTES:
             yield _drain(buffer, written)
     yield _drain(buffer, written)
+
+
+def _check(should_stop: Callable[[], bool] | None) -> None:
+    if should_stop is not None and should_stop():
+        raise ExportStopped("the server is stopping; the export was abandoned")
 
 
 def _drain(buffer: io.StringIO, written: Written) -> bytes:

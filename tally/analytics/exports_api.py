@@ -1,11 +1,14 @@
 """The exports API (`/api/v1/exports`, bearer read token): CSV downloads streamed without a row cap, and schedules."""
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import Session
 
 from tally.analytics.api import AppId, From, To, UserId
 from tally.analytics.export_datasets import DatasetError, find_dataset
@@ -13,6 +16,7 @@ from tally.analytics.export_schedules import ScheduleError, add_schedule, list_s
 from tally.analytics.exports import iso_utc, stream_csv
 from tally.analytics.filters import FilterError, parse_filters
 from tally.store.deps import ReadTokenDep, SessionDep
+from tally.store.engine import writing
 from tally.store.errors import ApiError
 
 router = APIRouter(prefix="/api/v1/exports", tags=["exports"])
@@ -90,37 +94,37 @@ def download(request: Request, dataset: str, db: SessionDep, _: ReadTokenDep, st
 
 
 @router.get("/schedules", summary="Export schedules, each with its next run time and its last run")
-def schedules(db: SessionDep, _: ReadTokenDep) -> dict[str, list[Schedule]]:
+def schedules_list(db: SessionDep, _: ReadTokenDep) -> dict[str, list[Schedule]]:
     return {"schedules": list_schedules(db)}
 
 
 @router.post("/schedules", status_code=201, summary="Add an export schedule; the server runs it from now on")
-def create(body: NewSchedule, request: Request, db: SessionDep, _: ReadTokenDep) -> Schedule:
+def create_schedule(body: NewSchedule, request: Request, _: ReadTokenDep) -> Schedule:
     settings = request.app.state.settings
-    try:
-        added = add_schedule(db, dataset=body.dataset, cron=body.cron,
-                             timezone_name=body.timezone or settings.analytics_timezone, app_id=body.app,
-                             directory=body.directory, include_raw=body.include_raw, data_dir=settings.data_dir,
-                             confined=True, now_ms=time.time_ns() // 1_000_000)
-    except ScheduleError as error:
-        raise ApiError(422, "invalid_schedule", str(error), [{"field": error.field, "message": str(error)}]) from None
-    _commit_and_reschedule(request, db)
-    return next(schedule for schedule in list_schedules(db) if schedule["id"] == added.id)
+    with _writing(request) as db:
+        try:
+            added = add_schedule(db, dataset=body.dataset, cron=body.cron,
+                                 timezone_name=body.timezone or settings.analytics_timezone, app_id=body.app,
+                                 directory=body.directory, include_raw=body.include_raw, data_dir=settings.data_dir,
+                                 confined=True, now_ms=time.time_ns() // 1_000_000).id
+        except ScheduleError as error:
+            raise ApiError(422, "invalid_schedule", str(error),
+                           [{"field": error.field, "message": str(error)}]) from None
+    _reschedule(request)
+    return _find(request, added)
 
 
 @router.get("/schedules/{schedule_id}", summary="One export schedule")
-def schedule(schedule_id: int, db: SessionDep, _: ReadTokenDep) -> Schedule:
-    found = [schedule for schedule in list_schedules(db) if schedule["id"] == schedule_id]
-    if not found:
-        raise HTTPException(404, f"no export schedule {schedule_id}")
-    return found[0]
+def get_schedule(schedule_id: int, request: Request, _: ReadTokenDep) -> Schedule:
+    return _find(request, schedule_id)
 
 
 @router.delete("/schedules/{schedule_id}", status_code=204, summary="Remove a schedule and its run history")
-def delete(schedule_id: int, request: Request, db: SessionDep, _: ReadTokenDep) -> Response:
-    if not remove_schedule(db, schedule_id=schedule_id):
-        raise HTTPException(404, f"no export schedule {schedule_id}")
-    _commit_and_reschedule(request, db)
+def delete_schedule(schedule_id: int, request: Request, _: ReadTokenDep) -> Response:
+    with _writing(request) as db:
+        if not remove_schedule(db, schedule_id=schedule_id):
+            raise HTTPException(404, f"no export schedule {schedule_id}")
+    _reschedule(request)
     return Response(status_code=204)
 
 
@@ -130,14 +134,28 @@ def schedule_runs(schedule_id: int, db: SessionDep, _: ReadTokenDep, limit: RunL
 
 
 @router.get("/runs", summary="The latest runs of every schedule, newest first")
-def runs(db: SessionDep, _: ReadTokenDep, limit: RunLimit = 50) -> dict[str, list[Run]]:
+def runs_list(db: SessionDep, _: ReadTokenDep, limit: RunLimit = 50) -> dict[str, list[Run]]:
     return {"runs": recent_runs(db, limit=limit)}
 
 
-def _commit_and_reschedule(request: Request, db: SessionDep) -> None:
-    """Commits before the request's end, so that the scheduler, which reads the schedules on its own connection,
-    takes the change up at once instead of at its next periodic look."""
-    db.commit()
+@contextmanager
+def _writing(request: Request) -> Iterator[Session]:
+    """A transaction of its own that takes the write lock first (see `writing`) and commits before the answer,
+    so that the scheduler, which reads the schedules on its own connection, sees the change at once."""
+    with Session(writing(request.app.state.engine)) as db:
+        yield db
+        db.commit()
+
+
+def _reschedule(request: Request) -> None:
     changed = getattr(request.app.state, "export_schedules_changed", None)
     if changed is not None:
         changed()
+
+
+def _find(request: Request, schedule_id: int) -> dict:
+    with Session(request.app.state.engine) as db:
+        found = [schedule for schedule in list_schedules(db) if schedule["id"] == schedule_id]
+    if not found:
+        raise HTTPException(404, f"no export schedule {schedule_id}")
+    return found[0]

@@ -2,6 +2,7 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,7 +17,8 @@ from tally.store.errors import ApiError, error_response
 from tally.ingest.keys import KeyVerifier
 from tally.ingest.service import IngestService
 from tally.ingest.writer import GroupCommitWriter
-from tally.server.scheduler import start_scheduler
+from tally.server.export_jobs import sync_jobs
+from tally.server.scheduler import start_scheduler, stop_scheduler
 from tally.store.engine import build_engine
 from tally.store.settings import Settings
 
@@ -32,11 +34,13 @@ def create_api(settings: Settings) -> FastAPI:
         app.state.engine = engine
         app.state.ingest = IngestService(settings, KeyVerifier(engine, settings.key_cache_seconds), writer)
         analytics = app.state.analytics = Analytics(settings)
-        scheduler = start_scheduler(analytics)
+        scheduler, exports = start_scheduler(analytics, engine)
+        app.state.scheduler = scheduler
+        app.state.export_schedules_changed = partial(sync_jobs, scheduler, exports)
         try:
             yield
         finally:
-            scheduler.shutdown(wait=True)
+            stop_scheduler(scheduler, exports)
             analytics.close()
             await writer.stop()
             engine.dispose()

@@ -1,4 +1,4 @@
-"""The `tally` command: serve, migrate, and manage apps, keys and read tokens."""
+"""The `tally` command: serve, migrate, and manage apps, keys, read tokens and exports."""
 
 import json
 from contextlib import contextmanager
@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 
 from tally.ingest.keys import AppError, add_api_key, create_app, find_app, live_keys, revoke_api_keys
 from tally.server import migrations
+from tally.server.cli_exports import export, exports_app
 from tally.store.engine import build_engine
 from tally.store.models import App
 from tally.store.read_tokens import create_read_token
@@ -24,6 +25,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(apps_app, name="apps")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(analytics_app, name="analytics")
+app.add_typer(exports_app, name="exports")
+app.command()(export)
 
 
 @contextmanager
