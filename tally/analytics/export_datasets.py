@@ -53,8 +53,9 @@ def _pages(cursor: duckdb.DuckDBPyConnection, sql: str, where: str, params: list
     while True:
         page_where, page_params = where, params
         if after is not None:
-            page_where += f" AND ({order}) > ({', '.join('?' * len(keys))})"
-            page_params = [*params, *after]
+            # The first key alone is a plain comparison DuckDB can check against each row group's min and max.
+            page_where += f" AND {keys[0]} >= ? AND ({order}) > ({', '.join('?' * len(keys))})"
+            page_params = [*params, after[0], *after]
         rows = cursor.execute(f"{sql} WHERE {page_where} ORDER BY {order} LIMIT {size}", page_params).fetchall()
         if rows:
             yield rows
@@ -90,8 +91,10 @@ def _interactions(source: Source, f: Filters, include_raw: bool) -> Iterator[lis
     for page in _pages(cursor, "SELECT request_at, id FROM interaction", where, params, ("request_at", "id"),
                        (0, 1), size):
         ids = [row[1] for row in page]
-        costed = cursor.execute(f"SELECT {', '.join(_FROM_WAREHOUSE)} FROM costed WHERE id IN (SELECT unnest(?)) "
-                                f"ORDER BY request_at, id", [ids]).fetchall()
+        # The time bounds let DuckDB skip row groups before it prices rows; the ids alone would price them all.
+        costed = cursor.execute(f"SELECT {', '.join(_FROM_WAREHOUSE)} FROM costed WHERE request_at BETWEEN ? AND ? "
+                                f"AND id IN (SELECT unnest(?)) ORDER BY request_at, id",
+                                [page[0][0], page[-1][0], ids]).fetchall()
         with source.store.connect() as connection:
             texts = {row[0]: tuple(row[1:]) for row in connection.execute(store_query.where(table.c.id.in_(ids)))}
         # An id missing from the store was deleted after the warehouse's last refresh: it is left out.

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -38,8 +39,14 @@ def defuse(text: str) -> str:
 
 def iso_utc(ms: int) -> str:
     """`2026-11-24T13:05:00.123Z` for milliseconds since the epoch."""
-    moment = _EPOCH + timedelta(milliseconds=ms)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+    seconds = ms // 1000
+    return f"{_hour(seconds // 3600)}{seconds % 3600 // 60:02d}:{seconds % 60:02d}.{ms % 1000:03d}Z"
+
+
+@lru_cache(maxsize=4096)
+def _hour(hours: int) -> str:
+    # Rows come in time order, so most share their hour with the row before: a third of the cost of strftime.
+    return f"{_EPOCH + timedelta(hours=hours):%Y-%m-%dT%H:}"
 
 
 def _number(value):
