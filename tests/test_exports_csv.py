@@ -37,6 +37,7 @@ HEADERS = {
 @pytest.fixture
 def server(engine, settings, monkeypatch):
     monkeypatch.setattr(export_datasets, "PAGE_ROWS", 3)  # many pages, and keyset cursors across equal times
+    monkeypatch.setattr(export_datasets, "RAW_SLICE_ROWS", 2)
     server = start_server(settings.model_copy(update={"analytics_refresh_seconds": 0.2}))
     yield server
     server.stop()

@@ -13,7 +13,7 @@ from tally.analytics.queries import Queries
 from tally.store.models import Interaction
 
 PAGE_ROWS = 2000
-RAW_PAGE_ROWS = 200  # raw request and response JSON can be large: fewer of them in memory at once
+RAW_SLICE_ROWS = 200  # raw request and response JSON can be large: fewer of them read from the store at once
 
 # Column kinds, which decide how a value is written: int and number unformatted, time as ISO 8601 UTC with a Z,
 # date as YYYY-MM-DD, bool as true/false, text defused against formula injection.
@@ -86,19 +86,21 @@ def _interactions(source: Source, f: Filters, include_raw: bool) -> Iterator[lis
     combined = _FROM_WAREHOUSE + stored  # a warehouse row followed by its store row, minus the store's id
     pick = itemgetter(*(combined.index(name) for name, _ in INTERACTION_COLUMNS + (RAW_COLUMNS if include_raw else ())))
     where, params = interaction_where(f)
-    size = RAW_PAGE_ROWS if include_raw else PAGE_ROWS
-    cursor = source.warehouse
+    cursor, slice_rows = source.warehouse, RAW_SLICE_ROWS if include_raw else PAGE_ROWS
     for page in _pages(cursor, "SELECT request_at, id FROM interaction", where, params, ("request_at", "id"),
-                       (0, 1), size):
+                       (0, 1)):
         ids = [row[1] for row in page]
         # The time bounds let DuckDB skip row groups before it prices rows; the ids alone would price them all.
         costed = cursor.execute(f"SELECT {', '.join(_FROM_WAREHOUSE)} FROM costed WHERE request_at BETWEEN ? AND ? "
                                 f"AND id IN (SELECT unnest(?)) ORDER BY request_at, id",
                                 [page[0][0], page[-1][0], ids]).fetchall()
-        with source.store.connect() as connection:
-            texts = {row[0]: tuple(row[1:]) for row in connection.execute(store_query.where(table.c.id.in_(ids)))}
-        # An id missing from the store was deleted after the warehouse's last refresh: it is left out.
-        yield [pick(row + texts[row[0]]) for row in costed if row[0] in texts]
+        for start in range(0, len(costed), slice_rows):
+            part = costed[start:start + slice_rows]
+            with source.store.connect() as connection:
+                found = connection.execute(store_query.where(table.c.id.in_([row[0] for row in part])))
+                texts = {row[0]: tuple(row[1:]) for row in found}
+            # An id missing from the store was deleted after the warehouse's last refresh: it is left out.
+            yield [pick(row + texts[row[0]]) for row in part if row[0] in texts]
 
 
 SESSION_COLUMNS: Columns = (
