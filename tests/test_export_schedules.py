@@ -316,3 +316,14 @@ def test_schedules_api_refuses_what_it_cannot_run(boot, read_token, change, fiel
         assert answer.status_code == 422, answer.text
         assert field in {error["field"] for error in answer.json()["errors"]}
         assert api.get("/api/v1/exports/schedules").json() == {"schedules": []}
+
+
+def test_the_server_stops_while_it_reconciles_jobs(engine, settings):
+    """Shutting the scheduler down waits for running jobs while it holds the lock a reconcile needs."""
+    _add(engine, settings)
+    for _ in range(5):
+        server = start_server(settings.model_copy(update={"export_sync_seconds": 0.001}))
+        time.sleep(0.2)
+        server.server.should_exit = True
+        server.thread.join(timeout=15)
+        assert not server.thread.is_alive(), "the server did not stop"

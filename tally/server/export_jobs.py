@@ -68,11 +68,15 @@ def start_exports(scheduler: BaseScheduler, engine: Engine, analytics: Analytics
     schedules; call it while the scheduler is paused, so that a missed run is caught up only after this."""
     runtime = ExportRuntime(engine, analytics, store_key(engine))
     _RUNTIMES[runtime.key] = runtime
-    with Session(writing(engine)) as db:
-        if interrupted := fail_interrupted_runs(db, now_ms=now_ms()):
-            log.warning("%d export run(s) were interrupted by the last stop", interrupted)
-        db.commit()
-    reconcile(scheduler, runtime)
+    try:
+        with Session(writing(engine)) as db:
+            if interrupted := fail_interrupted_runs(db, now_ms=now_ms()):
+                log.warning("%d export run(s) were interrupted by the last stop", interrupted)
+            db.commit()
+        reconcile(scheduler, runtime)
+    except BaseException:
+        forget_exports(runtime)
+        raise
     # Schedules added or removed from the command line are taken up within `sync_seconds`.
     scheduler.add_job(sync_jobs, "interval", args=[scheduler, runtime], id="exports-sync",
                       seconds=sync_seconds, max_instances=1, coalesce=True)
@@ -80,8 +84,15 @@ def start_exports(scheduler: BaseScheduler, engine: Engine, analytics: Analytics
 
 
 def stop_exports(runtime: ExportRuntime) -> None:
-    """Asks running exports to give up (they are recorded as failed) and forgets the runtime."""
+    """Running exports give up at their next page, and job reconciling ends, a reconcile under way finishing
+    first: it needs the scheduler's job store lock, which `shutdown(wait=True)` holds while it waits for running
+    jobs, so a reconcile caught by a shutdown would wait for it forever."""
     runtime.stopping.set()
+    with runtime.lock:
+        pass
+
+
+def forget_exports(runtime: ExportRuntime) -> None:
     _RUNTIMES.pop(runtime.key, None)
 
 
@@ -89,6 +100,8 @@ def reconcile(scheduler: BaseScheduler, runtime: ExportRuntime) -> None:
     """One job per schedule: adds the missing, removes the orphaned, and updates the changed ones. A job that
     is already right is left alone, so that its next run time (a catch-up, maybe) stays as stored."""
     with runtime.lock:
+        if runtime.stopping.is_set():
+            return
         with Session(runtime.engine) as db:
             schedules = {f"export-{s.id}": s for s in db.exec(select(ExportSchedule))}
         jobs = {job.id: job for job in scheduler.get_jobs(jobstore=JOBSTORE)}

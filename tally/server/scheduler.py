@@ -9,7 +9,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine
 
 from tally.analytics.service import Analytics
-from tally.server.export_jobs import JOBSTORE, ExportRuntime, job_store, start_exports, stop_exports
+from tally.server.export_jobs import (JOBSTORE, ExportRuntime, forget_exports, job_store, start_exports,
+                                      stop_exports)
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,12 @@ def start_scheduler(analytics: Analytics, engine: Engine) -> tuple[BackgroundSch
 
 
 def stop_scheduler(scheduler: BackgroundScheduler, exports: ExportRuntime) -> None:
+    """No new run starts, a running export gives up at its next page (recorded as failed), then the scheduler
+    stops. A run that falls due meanwhile keeps its next run time, so the next start catches it up."""
+    scheduler.pause()
     stop_exports(exports)
     scheduler.shutdown(wait=True)
+    forget_exports(exports)
 
 
 def _refresh(analytics: Analytics) -> None:
