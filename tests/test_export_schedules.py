@@ -304,17 +304,21 @@ def test_schedules_api_adds_lists_and_removes(boot, read_token, app_keys):
                 "/api/v1/exports/{dataset}.csv", "/api/v1/exports/runs"} <= set(paths)
 
 
-@pytest.mark.parametrize("change, field", [
+REFUSED = [
     ({"dataset": "everything"}, "dataset"), ({"cron": "0 2 * *"}, "cron"), ({"cron": "0 2 1 * mon"}, "cron"),
     ({"timezone": "Mars/Olympus"}, "timezone"), ({"app": 99}, "app"), ({"directory": "/etc/cron.d"}, "directory"),
     ({"directory": "../outside"}, "directory"), ({"dataset": "users", "include_raw": True}, "include_raw"),
     ({"every": "night"}, "every"),
-])
-def test_schedules_api_refuses_what_it_cannot_run(boot, read_token, change, field):
+]
+
+
+def test_schedules_api_refuses_what_it_cannot_run(boot, read_token):
     with _client(boot(), read_token) as api:
-        answer = api.post("/api/v1/exports/schedules", json={"dataset": "interactions", "cron": "0 2 * * *", **change})
-        assert answer.status_code == 422, answer.text
-        assert field in {error["field"] for error in answer.json()["errors"]}
+        for change, field in REFUSED:
+            answer = api.post("/api/v1/exports/schedules", json={"dataset": "interactions", "cron": "0 2 * * *",
+                                                                 **change})
+            assert answer.status_code == 422, (change, answer.text)
+            assert field in {error["field"] for error in answer.json()["errors"]}, (change, answer.text)
         assert api.get("/api/v1/exports/schedules").json() == {"schedules": []}
 
 

@@ -162,9 +162,10 @@ def test_hostile_text_is_quoted_and_defused(api, engine, app_keys):
     _seed(api, engine, app_keys)
     body = api.get("/api/v1/exports/interactions.csv", params=WINDOW).content
     assert b'"Hello, ""world""\nsecond line \xf0\x9f\x8e\x89"' in body  # RFC 4180: doubled quotes, raw newline
-    assert b',"\'=HYPERLINK(""http://evil.example"",""click"")",' in body and b",'+1 234," in body and b",'-2+3," in body and b",'@SUM(A1:A2)," in body
-    assert b",\"'\rcarriage return\"," in body and b",'\tindented," in body
-    assert b"\r\n" in body and body.count(b"\r\n") > body.count(b"\n") // 2
+    for cell in (b""","'=HYPERLINK(""http://evil.example"",""click"")",""", b",'+1 234,", b",'-2+3,",
+                 b",'@SUM(A1:A2),", b",\"'\rcarriage return\",", b",'\tindented,"):
+        assert cell in body, cell
+    assert body.count(b"\r\n") > body.count(b"\n") // 2  # rows end in CRLF; the lone LFs are inside texts
     [_, *rows] = list(csv.reader(io.StringIO(body.decode(), newline="")))
     assert all(row[16] == "" or float(row[16]) >= 0 for row in rows)  # a cost is a number, never prefixed
 

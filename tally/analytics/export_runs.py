@@ -15,8 +15,8 @@ from tally.analytics.export_schedules import export_folder, run_dict
 from tally.analytics.exports import Written, stream_csv, write_atomically
 from tally.analytics.filters import Filters
 from tally.analytics.service import Analytics
-from tally.store.models import App, ExportRun, ExportSchedule
 from tally.store.engine import writing
+from tally.store.models import App, ExportRun, ExportSchedule
 from tally.store.secrets import now_ms
 
 log = logging.getLogger(__name__)

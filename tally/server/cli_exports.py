@@ -64,7 +64,7 @@ def export(
                                                                  "[default: 30 days ago]")] = None,
     end: Annotated[Optional[str], typer.Option("--to", help="End, exclusive; a YYYY-MM-DD includes that day")] = None,
     app: AppOption = None,
-    provider: Annotated[Optional[str], typer.Option(help="Only this provider (interactions, users, daily_usage)")] = None,
+    provider: Annotated[Optional[str], typer.Option(help="Only this provider (not for sessions)")] = None,
     model: Annotated[Optional[str], typer.Option(help="Only this model")] = None,
     user: Annotated[Optional[str], typer.Option(help="Only this end user (an id from the read API)")] = None,
     include_raw: Annotated[bool, typer.Option(help="Interactions only: add the raw request and response JSON")] = False,

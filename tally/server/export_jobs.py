@@ -63,7 +63,8 @@ def job_store(engine: Engine) -> SQLAlchemyJobStore:
     return SQLAlchemyJobStore(engine=engine, tablename=ExportJob.__tablename__)
 
 
-def start_exports(scheduler: BaseScheduler, engine: Engine, analytics: Analytics, *, sync_seconds: float) -> ExportRuntime:
+def start_exports(scheduler: BaseScheduler, engine: Engine, analytics: Analytics, *,
+                  sync_seconds: float) -> ExportRuntime:
     """Registers the runtime, marks runs cut short by the last stop, and brings the jobs in line with the
     schedules; call it while the scheduler is paused, so that a missed run is caught up only after this."""
     runtime = ExportRuntime(engine, analytics, store_key(engine))
