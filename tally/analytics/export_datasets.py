@@ -163,7 +163,7 @@ class DatasetError(ValueError):
 
 
 def find_dataset(name: str, *, filters: set[str] = frozenset(), include_raw: bool = False) -> Dataset:
-    """The dataset called `name`, checked against the filters given (names of non-empty query parameters)."""
+    """The dataset called `name`, checked against the filters given (the names of the query parameters set)."""
     dataset = DATASETS.get(name)
     if dataset is None:
         raise DatasetError("dataset", f"unknown dataset {name!r}; use one of: {', '.join(DATASETS)}")
