@@ -97,12 +97,12 @@ def active_users(request: Request, _: ReadTokenDep, start: From = None, end: To 
 
 @router.get("/users", summary="Users active in the range (every user without from/to): search, sort, pages")
 def list_users(request: Request, _: ReadTokenDep, start: From = None, end: To = None, app: AppId = None,
-               provider: str | None = None, model: str | None = None, search: str | None = None,
-               sort: Literal["tokens", "cost", "last_seen", "interactions"] = "last_seen",
+               provider: str | None = None, model: str | None = None, user: UserId = None,
+               search: str | None = None, sort: Literal["tokens", "cost", "last_seen", "interactions"] = "last_seen",
                cursor: str | None = None, limit: Limit = 50) -> dict:
-    f = _filters(request, start, end, app, provider, model, None)
+    f = _filters(request, start, end, app, provider, model, user)
     if start is None and end is None:
-        f = all_time(app_id=f.app_id, provider=f.provider, model=f.model)
+        f = all_time(app_id=f.app_id, provider=f.provider, model=f.model, user_id=f.user_id)
     analytics = _analytics(request)
     page = listings.users(analytics.warehouse.cursor(), f=f, zone=analytics.settings.analytics_timezone,
                           search=search, sort=sort, after=_cursor(cursor, 2), limit=limit)

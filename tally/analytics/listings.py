@@ -16,6 +16,11 @@ def _page(rows: list[dict], limit: int, key: tuple[str, str]) -> dict:
     return {"items": rows, "next_cursor": cursor}
 
 
+# A user's first session ever, and their sessions overlapping the range (the two parameters).
+_VISITS = """SELECT user_id, min(started_at) AS first_seen,
+                    count(*) FILTER (WHERE ended_at >= ? AND started_at < ?) AS sessions FROM session_stats"""
+
+
 def users(cursor: duckdb.DuckDBPyConnection, *, f: Filters, zone: str, search: str | None, sort: str,
           after: list | None, limit: int) -> dict:
     """Users active in `f`'s range, with their usage there (the whole history for `filters.all_time`).
@@ -40,14 +45,24 @@ def users(cursor: duckdb.DuckDBPyConnection, *, f: Filters, zone: str, search: s
                        u.is_authenticated, s.interactions, s.total_tokens, s.cost, s.unpriced, s.last_seen, s.sessions
                 FROM end_user u JOIN usage s ON s.user_id = u.id) u
             WHERE {' AND '.join(where)} ORDER BY {column} DESC, u.id DESC LIMIT ?),
-        visits AS (
-            SELECT user_id, min(started_at) AS first_seen,
-                   count(*) FILTER (WHERE ended_at >= ? AND started_at < ?) AS sessions
-            FROM session_stats WHERE user_id IN (SELECT id FROM page) GROUP BY user_id)
+        visits AS ({_VISITS} WHERE user_id IN (SELECT id FROM page) GROUP BY user_id)
         SELECT p.* EXCLUDE (sessions), v.first_seen, coalesce(p.sessions, v.sessions, 0) AS sessions
         FROM page p LEFT JOIN visits v ON v.user_id = p.id ORDER BY {column} DESC, p.id DESC""",
         [*params, limit + 1, f.start_ms, f.end_ms])
     return _page(rows, limit, (column, "id"))
+
+
+def user_rows(f: Filters, zone: str) -> tuple[str, list]:
+    """A SELECT of every user active in `f`'s range with the figures `users` lists for them (for exports)."""
+    usage_sql, params = _user_usage(f, zone)
+    return f"""
+        WITH {usage_sql},
+        visits AS ({_VISITS} WHERE user_id IN (SELECT user_id FROM usage) GROUP BY user_id)
+        SELECT u.id, u.app_id, u.external_id AS user_id, u.email, u.first_name, u.last_name, u.is_authenticated,
+               v.first_seen, s.last_seen, coalesce(s.sessions, v.sessions, 0) AS sessions, s.interactions,
+               s.total_tokens, s.cost, s.unpriced
+        FROM end_user u JOIN usage s ON s.user_id = u.id LEFT JOIN visits v ON v.user_id = u.id""", [
+        *params, f.start_ms, f.end_ms]
 
 
 def _user_usage(f: Filters, zone: str) -> tuple[str, list]:
@@ -78,7 +93,15 @@ def _equal(columns: dict) -> tuple[str, list]:
     return "".join(f" AND {column} = ?" for column in given), list(given.values())
 
 
-def sessions(cursor: duckdb.DuckDBPyConnection, *, f: Filters, after: list | None, limit: int) -> dict:
+SESSION_SELECT = """
+    SELECT s.session_id AS id, s.app_id, c.external_id AS session, s.user_id, u.external_id AS user_external_id,
+           u.email AS user_email, s.started_at, s.ended_at, s.duration_ms, s.turns, s.errors, s.total_tokens,
+           s.cost, s.models, s.unpriced
+    FROM session_stats s LEFT JOIN chat_session c ON c.id = s.session_id LEFT JOIN end_user u ON u.id = s.user_id"""
+
+
+def session_where(f: Filters) -> tuple[str, list]:
+    """Sessions overlapping the range, of the app, user, model and provider asked for."""
     where = ["s.ended_at >= ?", "s.started_at < ?"]
     params: list = [f.start_ms, f.end_ms]
     for column, value in (("s.app_id", f.app_id), ("s.user_id", f.user_id)):
@@ -91,20 +114,21 @@ def sessions(cursor: duckdb.DuckDBPyConnection, *, f: Filters, after: list | Non
     if f.provider is not None:
         where.append("EXISTS (SELECT 1 FROM interaction i WHERE i.session_id = s.session_id AND i.provider = ?)")
         params.append(f.provider)
+    return " AND ".join(where), params
+
+
+def sessions(cursor: duckdb.DuckDBPyConnection, *, f: Filters, after: list | None, limit: int) -> dict:
+    where, params = session_where(f)
     if after is not None:
-        where.append("(s.started_at, s.session_id) < (?, ?)")
+        where += " AND (s.started_at, s.session_id) < (?, ?)"
         params += after
-    rows = fetch_dicts(cursor, f"""
-        SELECT s.session_id AS id, s.app_id, c.external_id AS session, s.user_id, u.external_id AS user_external_id,
-               u.email AS user_email, s.started_at, s.ended_at, s.duration_ms, s.turns, s.errors, s.total_tokens,
-               s.cost, s.unpriced, s.models
-        FROM session_stats s LEFT JOIN chat_session c ON c.id = s.session_id LEFT JOIN end_user u ON u.id = s.user_id
-        WHERE {' AND '.join(where)} ORDER BY s.started_at DESC, s.session_id DESC LIMIT ?""", [*params, limit + 1])
+    rows = fetch_dicts(cursor, f"{SESSION_SELECT} WHERE {where} ORDER BY s.started_at DESC, s.session_id DESC "
+                               f"LIMIT ?", [*params, limit + 1])
     return _page(rows, limit, ("started_at", "id"))
 
 
-def interactions(cursor: duckdb.DuckDBPyConnection, *, f: Filters, session_id: int | None, after: list | None,
-                 limit: int) -> dict:
+def interaction_where(f: Filters, session_id: int | None = None) -> tuple[str, list]:
+    """Interactions requested in the range, of the app, provider, model, user and session asked for."""
     where = ["request_at >= ?", "request_at < ?"]
     params: list = [f.start_ms, f.end_ms]
     for column, value in (("app_id", f.app_id), ("provider", f.provider), ("model", f.model),
@@ -112,10 +136,16 @@ def interactions(cursor: duckdb.DuckDBPyConnection, *, f: Filters, session_id: i
         if value is not None:
             where.append(f"{column} = ?")
             params.append(value)
+    return " AND ".join(where), params
+
+
+def interactions(cursor: duckdb.DuckDBPyConnection, *, f: Filters, session_id: int | None, after: list | None,
+                 limit: int) -> dict:
+    where, params = interaction_where(f, session_id)
     if after is not None:
-        where.append("(request_at, id) < (?, ?)")
+        where += " AND (request_at, id) < (?, ?)"
         params += after
-    page = fetch_dicts(cursor, f"SELECT id FROM interaction WHERE {' AND '.join(where)} "
+    page = fetch_dicts(cursor, f"SELECT id FROM interaction WHERE {where} "
                          f"ORDER BY request_at DESC, id DESC LIMIT ?", [*params, limit + 1])
     if not page:
         return {"items": [], "next_cursor": None}

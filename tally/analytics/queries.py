@@ -66,11 +66,16 @@ class Queries:
         where = [f"bucket >= date_trunc('{granularity}', {self._local()})", f"bucket < {self._local()}", *dims]
         return table, "bucket", " AND ".join(where), [self._zone, f.start_ms, self._zone, f.end_ms, *params]
 
-    def usage_series(self, f: Filters, granularity: str) -> list[dict]:
+    def usage_sql(self, f: Filters, granularity: str, keys: tuple[str, ...] = ()) -> tuple[str, list]:
+        """A SELECT of usage per bucket (and per `keys`, columns of the rollups such as app_id or model)."""
         table, bucket, where, params = self._usage_source(f, granularity)
         sums = _RAW_SUMS if table == "costed" else _ROLLUP_SUMS
-        return self._rows(f"SELECT {bucket} AS bucket, {sums} FROM {table} WHERE {where} "
-                          f"GROUP BY 1 ORDER BY 1", params)
+        grouped = "".join(f", {key}" for key in keys)
+        return f"SELECT {bucket} AS bucket{grouped}, {sums} FROM {table} WHERE {where} GROUP BY ALL", params
+
+    def usage_series(self, f: Filters, granularity: str) -> list[dict]:
+        sql, params = self.usage_sql(f, granularity)
+        return self._rows(f"{sql} ORDER BY 1", params)
 
     def usage_series_by_model(self, f: Filters, granularity: str) -> list[dict]:
         """The usage series split by provider and model, for charts stacked by model."""

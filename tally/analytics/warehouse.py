@@ -1,6 +1,8 @@
 """The DuckDB file: its schema, the costed view, and connections for the refresh job and the readers."""
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -111,6 +113,18 @@ class Warehouse:
             cursor = self._local.cursor = self._connection.cursor()
             cursor.execute("SET TimeZone = 'UTC'")
         return cursor
+
+    @contextmanager
+    def snapshot(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection of its own in one read transaction: a long reader (a streamed export, whose pages may be
+        read from different threads) sees one state of the warehouse while refreshes commit beside it."""
+        cursor = self._connection.cursor()
+        try:
+            cursor.execute("SET TimeZone = 'UTC'")
+            cursor.begin()
+            yield cursor
+        finally:
+            cursor.close()
 
     def state(self, name: str, default: str = "") -> str:
         rows = self.cursor().execute("SELECT value FROM sync_state WHERE name = ?", [name]).fetchall()

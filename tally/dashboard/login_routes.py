@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse, Response
 from tally.dashboard.accounts import authenticate, end_login, start_login
 from tally.dashboard.rendering import render
 from tally.dashboard.web_session import LOGIN_COOKIE, check_csrf, local_path, set_cookie, signer
-from tally.store.deps import SessionDep
+from tally.store.deps import WritingSessionDep
 
 router = APIRouter(include_in_schema=False)
 
@@ -62,7 +62,7 @@ def login_form(request: Request, next: str | None = None) -> Response:
 
 
 @router.post("/login")
-def login(request: Request, db: SessionDep, email: Annotated[str, Form()] = "",
+def login(request: Request, db: WritingSessionDep, email: Annotated[str, Form()] = "",
           password: Annotated[str, Form()] = "", csrf: Annotated[str, Form()] = "",
           next: Annotated[str, Form()] = "/dashboard") -> Response:
     check_csrf(request, csrf)
@@ -85,7 +85,7 @@ def login(request: Request, db: SessionDep, email: Annotated[str, Form()] = "",
 
 
 @router.post("/logout")
-def logout(request: Request, db: SessionDep, csrf: Annotated[str, Form()] = "") -> Response:
+def logout(request: Request, db: WritingSessionDep, csrf: Annotated[str, Form()] = "") -> Response:
     check_csrf(request, csrf)
     token = signer(request).login_token(request.cookies.get(LOGIN_COOKIE))
     if token:

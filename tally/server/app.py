@@ -2,12 +2,14 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 
 from tally.analytics import api as analytics_api
+from tally.analytics import exports_api
 from tally.analytics.service import Analytics
 from tally.dashboard.mount import mount_dashboard
 from tally.dashboard.routes import StoreViews
@@ -17,7 +19,8 @@ from tally.store.errors import ApiError, error_response
 from tally.ingest.keys import KeyVerifier
 from tally.ingest.service import IngestService
 from tally.ingest.writer import GroupCommitWriter
-from tally.server.scheduler import start_scheduler
+from tally.server.export_jobs import sync_jobs
+from tally.server.scheduler import start_scheduler, stop_scheduler
 from tally.store.engine import build_engine
 from tally.store.settings import Settings
 
@@ -33,11 +36,13 @@ def create_api(settings: Settings) -> FastAPI:
         app.state.engine = engine
         app.state.ingest = IngestService(settings, KeyVerifier(engine, settings.key_cache_seconds), writer)
         analytics = app.state.analytics = Analytics(settings)
-        scheduler = start_scheduler(analytics)
+        scheduler, exports = start_scheduler(analytics, engine)
+        app.state.scheduler = scheduler
+        app.state.export_schedules_changed = partial(sync_jobs, scheduler, exports)
         try:
             yield
         finally:
-            scheduler.shutdown(wait=True)
+            stop_scheduler(scheduler, exports)
             analytics.close()
             await writer.stop()
             engine.dispose()
@@ -47,6 +52,7 @@ def create_api(settings: Settings) -> FastAPI:
     app.include_router(readback.router)
     app.include_router(analytics_api.router)
     mount_dashboard(app, settings, StoreViews(session=readback.read_session, interaction=readback.read_interaction))
+    app.include_router(exports_api.router)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -1,4 +1,4 @@
-"""The `tally` command: serve, migrate, and manage apps, keys and read tokens."""
+"""The `tally` command: serve, migrate, and manage apps, keys, read tokens and exports."""
 
 import json
 from typing import Annotated, Optional
@@ -9,6 +9,7 @@ from sqlmodel import select
 
 from tally.ingest.keys import add_api_key, create_app, find_app, live_keys, revoke_api_keys
 from tally.server import migrations
+from tally.server.cli_exports import export, exports_app
 from tally.server.cli_store import store
 from tally.server.cli_users import users_app
 from tally.store.engine import build_engine
@@ -26,13 +27,16 @@ app.add_typer(apps_app, name="apps")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(analytics_app, name="analytics")
 app.add_typer(users_app, name="users")
+app.add_typer(exports_app, name="exports")
+app.command()(export)
 
 
 @app.command()
 def serve(
     host: Annotated[Optional[str], typer.Option(help="Interface to listen on [default: TALLY_HOST or 127.0.0.1]")] = None,
     port: Annotated[Optional[int], typer.Option(help="Port [default: TALLY_PORT or 8000]")] = None,
-    demo: Annotated[bool, typer.Option(help="Load demo data into an empty store; print the demo app's keys and dashboard login.")] = False,
+    demo: Annotated[bool, typer.Option(
+        help="Load demo data into an empty store; print the demo app's keys and dashboard login.")] = False,
 ) -> None:
     """Upgrade the store, then serve ingest and the read API."""
     import uvicorn

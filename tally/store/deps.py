@@ -7,13 +7,13 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
+from tally.store.engine import writing
 from tally.store.models import ReadToken
 from tally.store.read_tokens import find_live_token
 
 
-def get_db(request: Request) -> Iterator[Session]:
-    """A session whose work is committed once, at the end of the request, or rolled back."""
-    with Session(request.app.state.engine) as db:
+def _committed_once(engine) -> Iterator[Session]:
+    with Session(engine) as db:
         try:
             yield db
             db.commit()
@@ -22,9 +22,20 @@ def get_db(request: Request) -> Iterator[Session]:
             raise
 
 
+def get_db(request: Request) -> Iterator[Session]:
+    """A session whose work is committed once, at the end of the request, or rolled back."""
+    yield from _committed_once(request.app.state.engine)
+
+
+def get_writing_db(request: Request) -> Iterator[Session]:
+    """The same for a request that reads, then writes (see `engine.writing`)."""
+    yield from _committed_once(writing(request.app.state.engine))
+
+
 # "function" scope: the commit happens before the answer is sent, so a client that reads after a 2xx (or follows
 # a redirect, as the browser does after logging in) always sees what the request wrote.
 SessionDep = Annotated[Session, Depends(get_db, scope="function")]
+WritingSessionDep = Annotated[Session, Depends(get_writing_db, scope="function")]
 _bearer = HTTPBearer(auto_error=False, description="A read token from `tally tokens create NAME`.")
 
 

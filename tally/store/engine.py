@@ -29,9 +29,21 @@ def build_engine(settings: Settings, *, foreign_keys: bool = True) -> Engine:
         # driver autocommit, and an explicit BEGIN whenever SQLAlchemy begins, so DDL is transactional too.
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None})
         event.listen(engine, "connect", partial(_sqlite_pragmas, foreign_keys=foreign_keys))
-        event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN"))
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def writing(engine: Engine) -> Engine:
+    """The engine for a transaction that reads, then writes. On SQLite it takes the write lock at BEGIN: a
+    transaction that read first and then tries to write fails at once with `database is locked` if another
+    connection wrote in between, whatever the busy timeout. PostgreSQL needs nothing of the kind."""
+    return engine.execution_options(tally_writes=True)
+
+
+def _sqlite_begin(connection) -> None:
+    immediate = connection.get_execution_options().get("tally_writes", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def _sqlite_pragmas(dbapi_connection, _record, *, foreign_keys: bool) -> None:

@@ -1,6 +1,6 @@
 """The SQLModel tables. Times are integer milliseconds since the epoch, as in the Reconify payload."""
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Float, ForeignKey, Index, LargeBinary, Text, Unicode, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from tally.store.types import BigId
@@ -178,3 +178,48 @@ class DashboardLogin(SQLModel, table=True):
     token_hash: str = Field(max_length=64, unique=True)
     created_at: int = _millis()
     expires_at: int = _millis()
+
+
+class ExportSchedule(SQLModel, table=True):
+    """A CSV export that the server runs on a cron schedule; the source of truth for the scheduler's jobs."""
+
+    __tablename__ = "export_schedule"
+
+    id: int | None = _primary_key()
+    dataset: str = Field(max_length=32)
+    cron: str = Field(max_length=200)
+    timezone: str = Field(max_length=64)
+    app_id: int | None = _reference("app")
+    directory: str = _text(nullable=False)  # absolute, or relative to the data directory
+    include_raw: bool = False
+    created_at: int = _millis()
+
+
+class ExportRun(SQLModel, table=True):
+    """One run of a schedule: the period it exported, where to, and how it ended."""
+
+    __tablename__ = "export_run"
+    __table_args__ = (Index("ix_export_run_schedule_started", "schedule_id", "started_at"),)
+
+    id: int | None = _primary_key()
+    schedule_id: int = _reference("export_schedule", nullable=False)
+    period: str = Field(max_length=32)
+    period_start: int = _millis()
+    period_end: int = _millis()
+    started_at: int = _millis(index=True)
+    finished_at: int | None = _millis(nullable=True)
+    status: str = Field(max_length=16)  # running, succeeded or failed
+    rows: int | None = None
+    bytes: int | None = Field(default=None, sa_column=Column(BigInteger))
+    file: str | None = _text()
+    error: str | None = _text()
+
+
+class ExportJob(SQLModel, table=True):
+    """APScheduler's job table (`SQLAlchemyJobStore`), declared here so that a migration creates it."""
+
+    __tablename__ = "export_job"
+
+    id: str = Field(sa_column=Column(Unicode(191), primary_key=True))
+    next_run_time: float | None = Field(default=None, sa_column=Column(Float(25), index=True))
+    job_state: bytes = Field(sa_column=Column(LargeBinary, nullable=False))

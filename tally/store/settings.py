@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     analytics_refresh_seconds: float = Field(5, gt=0, description="How often DuckDB catches up with the store.")
     analytics_timezone: str = Field("UTC", description="IANA zone in which hours, days and weeks are counted.")
     prices_file: Path | None = Field(None, description="A CSV of model prices extending or overriding the shipped one.")
+    export_sync_seconds: float = Field(10, gt=0, description="How soon the server runs schedules added by the CLI.")
 
     secret_key: str = Field("", description="Signs dashboard cookies; empty: generated once into the data directory.")
     login_hours: float = Field(168, gt=0, description="How long a dashboard login lasts.")
