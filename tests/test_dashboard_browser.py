@@ -154,6 +154,12 @@ def test_an_analyst_walks_through_the_dashboard(page, demo_server):
     assert page.locator("table.data tbody tr").count() == 50
     _assert_inert(page)
 
+    _visit(page, "/dashboard/exports?range=7d", "exports")
+    with page.expect_download() as download:
+        page.click("text=interactions.csv")
+    assert download.value.suggested_filename.startswith("interactions_")
+    assert "id,request_at" in Path(download.value.path()).read_text().splitlines()[0]
+
     page.click("text=Log out")
     page.wait_for_url("**/login**")
     page.goto("/dashboard")

@@ -1,8 +1,6 @@
 """The exports API (`/api/v1/exports`, bearer read token): CSV downloads streamed without a row cap, and schedules."""
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
@@ -15,8 +13,7 @@ from tally.analytics.export_datasets import DatasetError, find_dataset
 from tally.analytics.export_schedules import ScheduleError, add_schedule, list_schedules, recent_runs, remove_schedule
 from tally.analytics.exports import iso_utc, stream_csv
 from tally.analytics.filters import FilterError, parse_filters
-from tally.store.deps import ReadTokenDep, SessionDep
-from tally.store.engine import writing
+from tally.store.deps import ReadTokenDep, SessionDep, write_transaction
 from tally.store.errors import ApiError
 
 router = APIRouter(prefix="/api/v1/exports", tags=["exports"])
@@ -101,7 +98,7 @@ def schedules_list(db: SessionDep, _: ReadTokenDep) -> dict[str, list[Schedule]]
 @router.post("/schedules", status_code=201, summary="Add an export schedule; the server runs it from now on")
 def create_schedule(body: NewSchedule, request: Request, _: ReadTokenDep) -> Schedule:
     settings = request.app.state.settings
-    with _writing(request) as db:
+    with write_transaction(request) as db:
         try:
             added = add_schedule(db, dataset=body.dataset, cron=body.cron,
                                  timezone_name=body.timezone or settings.analytics_timezone, app_id=body.app,
@@ -121,7 +118,7 @@ def get_schedule(schedule_id: int, request: Request, _: ReadTokenDep) -> Schedul
 
 @router.delete("/schedules/{schedule_id}", status_code=204, summary="Remove a schedule and its run history")
 def delete_schedule(schedule_id: int, request: Request, _: ReadTokenDep) -> Response:
-    with _writing(request) as db:
+    with write_transaction(request) as db:
         if not remove_schedule(db, schedule_id=schedule_id):
             raise HTTPException(404, f"no export schedule {schedule_id}")
     _reschedule(request)
@@ -136,15 +133,6 @@ def schedule_runs(schedule_id: int, db: SessionDep, _: ReadTokenDep, limit: RunL
 @router.get("/runs", summary="The latest runs of every schedule, newest first")
 def runs_list(db: SessionDep, _: ReadTokenDep, limit: RunLimit = 50) -> dict[str, list[Run]]:
     return {"runs": recent_runs(db, limit=limit)}
-
-
-@contextmanager
-def _writing(request: Request) -> Iterator[Session]:
-    """A transaction of its own that takes the write lock first (see `writing`) and commits before the answer,
-    so that the scheduler, which reads the schedules on its own connection, sees the change at once."""
-    with Session(writing(request.app.state.engine)) as db:
-        yield db
-        db.commit()
 
 
 def _reschedule(request: Request) -> None:

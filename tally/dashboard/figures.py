@@ -74,7 +74,8 @@ def tokens_by_model(rows: list[dict], *, granularity: str, timezone: str, span: 
     series: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for row in rows:
         name = row["model"] or "(no model)"
-        series[name if name in kept else _OTHERS][_stamp(row["bucket"])] += row["prompt_tokens"] + row["completion_tokens"]
+        tokens = row["prompt_tokens"] + row["completion_tokens"]
+        series[name if name in kept else _OTHERS][_stamp(row["bucket"])] += tokens
     names = [name for name in ranked if name in kept] + ([_OTHERS] if _OTHERS in series else [])
     data = [{"type": "bar", "name": label(name), "x": list(series[name]), "y": list(series[name].values()),
              "marker": {"color": PALETTE[index % len(PALETTE)]},
@@ -94,7 +95,8 @@ def cost_over_time(series: list[dict], *, granularity: str, timezone: str, span:
     x = [_stamp(row["bucket"]) for row in series]
     unpriced = sum(row["unpriced"] for row in series)
     data = [
-        {"type": "bar", "name": "from reported tokens", "x": x, "y": [row["cost"] - row["estimated_cost"] for row in series],
+        {"type": "bar", "name": "from reported tokens", "x": x,
+         "y": [row["cost"] - row["estimated_cost"] for row in series],
          "marker": {"color": REPORTED}, "hovertemplate": "$%{y:,.4f}<extra>reported</extra>"},
         {"type": "bar", "name": "from estimated tokens", "x": x, "y": [row["estimated_cost"] for row in series],
          "marker": {"color": ESTIMATED}, "hovertemplate": "$%{y:,.4f}<extra>estimated</extra>"},

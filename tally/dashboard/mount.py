@@ -8,7 +8,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from tally.analytics.filters import FilterError
-from tally.dashboard import login_routes, routes
+from tally.dashboard import export_routes, login_routes, routes
 from tally.dashboard.rendering import render
 from tally.dashboard.routes import StoreViews
 from tally.dashboard.web_session import CookieSigner, CsrfRejected, LoginRequired, load_secret
@@ -22,6 +22,7 @@ def mount_dashboard(app: FastAPI, settings: Settings, store_views: StoreViews) -
     app.include_router(login_routes.router)
     # Registered before the static mount, so that the versioned plotly.js route is not shadowed by it.
     app.include_router(routes.router)
+    app.include_router(export_routes.router)
     app.mount("/dashboard/static", StaticFiles(directory=Path(__file__).with_name("static")), name="static")
     app.add_exception_handler(LoginRequired, _to_login)
     app.add_exception_handler(CsrfRejected, _csrf_rejected)

@@ -35,12 +35,13 @@ def _analytics(request: Request) -> Analytics:
     return request.app.state.analytics
 
 
-def _view(request: Request) -> View:
+def view_of(request: Request) -> View:
     analytics = _analytics(request)
     return parse_view(dict(request.query_params), zone=analytics.zone, now_ms=time.time_ns() // 1_000_000)
 
 
-def _page(request: Request, account, template: str, active: str, view: View | None, **context) -> Response:
+def page_response(request: Request, account, template: str, active: str, view: View | None,
+                  **context) -> Response:
     options = _analytics(request).queries().filter_options()
     return render(request, template, {"account": account, "active": active, "view": view, "options": options,
                                       "app_names": {app["id"]: app["name"] for app in options["apps"]}, **context})
@@ -53,39 +54,41 @@ def _not_found(request: Request, account, what: str) -> Response:
 
 @router.get("")
 def overview(request: Request, account: AccountDep) -> Response:
-    view = _view(request)
-    return _page(request, account, "overview.html", "overview", view, **pages.overview(_analytics(request), view))
+    view = view_of(request)
+    found = pages.overview(_analytics(request), view)
+    return page_response(request, account, "overview.html", "overview", view, **found)
 
 
 @router.get("/models")
 def models(request: Request, account: AccountDep) -> Response:
-    view = _view(request)
-    return _page(request, account, "models.html", "models", view, **pages.models(_analytics(request), view))
+    view = view_of(request)
+    found = pages.models(_analytics(request), view)
+    return page_response(request, account, "models.html", "models", view, **found)
 
 
 @router.get("/users")
 def users(request: Request, account: AccountDep, search: str | None = None,
           sort: Literal["tokens", "cost", "last_seen", "interactions"] = "last_seen",
           cursor: str | None = None) -> Response:
-    view = _view(request)
+    view = view_of(request)
     found = pages.users(_analytics(request), view, search=search, sort=sort, after=decode_cursor(cursor, 2))
-    return _page(request, account, "users.html", "users", view, **found)
+    return page_response(request, account, "users.html", "users", view, **found)
 
 
 @router.get("/users/{user_id}")
 def user(request: Request, account: AccountDep, user_id: int, cursor: str | None = None) -> Response:
-    view = _view(request)
+    view = view_of(request)
     found = pages.user(_analytics(request), view, user_id, after=decode_cursor(cursor, 2))
     if found is None:
         return _not_found(request, account, f"user {user_id}")
-    return _page(request, account, "user.html", "users", view, **found)
+    return page_response(request, account, "user.html", "users", view, **found)
 
 
 @router.get("/sessions")
 def sessions(request: Request, account: AccountDep, cursor: str | None = None) -> Response:
-    view = _view(request)
+    view = view_of(request)
     found = pages.sessions(_analytics(request), view, after=decode_cursor(cursor, 2))
-    return _page(request, account, "sessions.html", "sessions", view, **found)
+    return page_response(request, account, "sessions.html", "sessions", view, **found)
 
 
 @router.get("/sessions/{session_id}")
@@ -96,9 +99,9 @@ def session(request: Request, account: AccountDep, db: SessionDep, session_id: i
 @router.get("/interactions")
 def interactions(request: Request, account: AccountDep, session: int | None = None,
                  cursor: str | None = None) -> Response:
-    view = _view(request)
+    view = view_of(request)
     found = pages.interactions(_analytics(request), view, session_id=session, after=decode_cursor(cursor, 2))
-    return _page(request, account, "interactions.html", "interactions", view, **found)
+    return page_response(request, account, "interactions.html", "interactions", view, **found)
 
 
 @router.get("/interactions/{interaction_id}")
@@ -111,7 +114,7 @@ def _stored(request: Request, account, kind: str, found: dict | None, requested:
     """A page about one stored session or interaction (read from the store, not the analytics), or a 404."""
     if found is None:
         return _not_found(request, account, f"{kind} {requested}")
-    return _page(request, account, f"{kind}.html", f"{kind}s", _view(request), **{kind: found})
+    return page_response(request, account, f"{kind}.html", f"{kind}s", view_of(request), **{kind: found})
 
 
 @router.get("/images/{image_id}")

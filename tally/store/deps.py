@@ -1,6 +1,7 @@
 """FastAPI dependencies: a database session per request and the read-token guard."""
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -30,6 +31,15 @@ def get_db(request: Request) -> Iterator[Session]:
 def get_writing_db(request: Request) -> Iterator[Session]:
     """The same for a request that reads, then writes (see `engine.writing`)."""
     yield from _committed_once(writing(request.app.state.engine))
+
+
+@contextmanager
+def write_transaction(request: Request) -> Iterator[Session]:
+    """A transaction of its own that takes the write lock first and commits when the block ends, so that what it
+    wrote can be acted on before the answer (the scheduler reads schedules on a connection of its own)."""
+    with Session(writing(request.app.state.engine)) as db:
+        yield db
+        db.commit()
 
 
 # "function" scope: the commit happens before the answer is sent, so a client that reads after a 2xx (or follows
