@@ -11,15 +11,14 @@ from sqlmodel import Session
 from tally.analytics.filters import decode_cursor
 from tally.analytics.service import Analytics
 from tally.dashboard import pages
-from tally.dashboard.rendering import PLOTLY_JS, render
+from tally.dashboard.rendering import PLOTLY_JS, PLOTLY_VERSION, render
 from tally.dashboard.view_filters import View, parse_view
 from tally.dashboard.web_session import AccountDep
 from tally.store.deps import SessionDep
 from tally.store.models import InteractionImage
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
-_RASTER_TYPES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"),
-                 (b"RIFF", "image/webp"))
+_RASTER_TYPES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"))
 
 
 @dataclass(frozen=True)
@@ -127,6 +126,8 @@ def image(request: Request, _: AccountDep, db: SessionDep, image_id: int) -> Res
     with open(path, "rb") as handle:
         head = handle.read(16)
     media = next((kind for magic, kind in _RASTER_TYPES if head.startswith(magic)), None)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        media = "image/webp"
     headers = {"Content-Security-Policy": "default-src 'none'; sandbox", "X-Content-Type-Options": "nosniff",
                "Cache-Control": "private, max-age=3600"}
     if media is None:
@@ -136,6 +137,9 @@ def image(request: Request, _: AccountDep, db: SessionDep, image_id: int) -> Res
 
 @router.get("/static/plotly-{version}.min.js")
 def plotly_js(version: str) -> Response:
-    """plotly.js from the installed plotly package: the dashboard needs no CDN and works offline."""
+    """plotly.js from the installed plotly package: the dashboard needs no CDN and works offline. The version is
+    in the URL, so the file may be cached for good; another version is not here."""
+    if version != PLOTLY_VERSION:
+        return Response(f"this server has plotly.js {PLOTLY_VERSION}", status_code=404, media_type="text/plain")
     return FileResponse(PLOTLY_JS, media_type="text/javascript",
                         headers={"Cache-Control": "public, max-age=31536000, immutable"})
