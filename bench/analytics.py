@@ -3,7 +3,6 @@
 import argparse
 import math
 import socket
-import sqlite3
 import statistics
 import tempfile
 import threading
@@ -22,6 +21,8 @@ import uvicorn
 from fastapi import FastAPI
 from sqlmodel import Session
 
+from synthetic import (DAY_MS, DAYS, add_traffic, file_mb, generate, increment_window,  # bench/synthetic.py
+                       now_ms, write_sqlite)
 from tally.analytics import api as analytics_api
 from tally.analytics import rollups
 from tally.analytics.service import Analytics
@@ -32,211 +33,9 @@ from tally.store.read_tokens import create_read_token
 from tally.store.settings import Settings
 
 HOST = "127.0.0.1"
-DAY_MS = 86_400_000
-DAYS = 90
-INTERACTIONS_PER_USER = 20  # 50k users at 1M, 500k at 10M
-MEAN_TURNS = 5  # interactions per session, geometric
-MAX_TURNS = 30
-TURN_GAP_MS = 90_000  # turns are 90-150 s apart, so a session lasts under 45 minutes
-SESSION_MS = MAX_TURNS * TURN_GAP_MS
 INCREMENT = 10_000
 INCREMENT_ROUNDS = 3
 WARMUP_RUNS = 2
-COPY_BATCH = 50_000
-
-APPS = (("support-bot", 0.6), ("code-assistant", 0.3), ("marketing-writer", 0.1))
-# (provider, model, share of sessions, median latency ms); house-model-x is missing from the price table on purpose
-MODELS = (
-    ("openai", "gpt-4o-mini-2024-07-18", 0.28, 900), ("openai", "gpt-4o", 0.10, 2200),
-    ("openai", "gpt-4.1-mini", 0.06, 1100), ("anthropic", "claude-3-5-sonnet-20241022", 0.12, 2600),
-    ("anthropic", "claude-3-haiku-20240307", 0.10, 800), ("bedrock", "meta.llama3-8b-instruct-v1:0", 0.06, 700),
-    ("bedrock", "anthropic.claude-3-haiku-20240307-v1:0", 0.04, 900), ("cohere", "command-r", 0.08, 1200),
-    ("mistral", "mistral-large-latest", 0.08, 1800), ("openai", "house-model-x", 0.08, 500),
-)
-QUESTIONS = ("How do I reset my password?", "Summarise this contract clause in plain words.",
-             "Write a haiku about autumn.", "Why does my build fail with a missing module?",
-             "Translate good morning into French.", "What is the refund policy for e-books?",
-             "Draft a polite reminder about an unpaid invoice.", "Explain recursion to a ten-year-old.")
-ANSWER = "Here is what I found: the answer depends on a few details, so let me walk you through them."
-FIRST_NAMES = ("Ann", "Bob", "Chloe", "David", "Emma", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kemal", "Lea")
-LAST_NAMES = ("Smith", "Garcia", "Nguyen", "Muller", "Rossi", "Kowalski", "Dubois", "Tanaka", "Silva", "Olsen")
-
-# The store's tables, as far as the generator fills them (same names and order of columns as in SQLite).
-STORE_TABLES = """
-CREATE TABLE IF NOT EXISTS app (id BIGINT, name VARCHAR, app_key VARCHAR, session_timeout_minutes DOUBLE,
-    created_at BIGINT);
-CREATE TABLE IF NOT EXISTS end_user (id BIGINT, app_id BIGINT, external_id VARCHAR, email VARCHAR, email_key VARCHAR,
-    first_name VARCHAR, last_name VARCHAR, phone VARCHAR, gender VARCHAR, is_authenticated BOOLEAN, profile_at BIGINT,
-    created_at BIGINT, updated_at BIGINT);
-CREATE TABLE IF NOT EXISTS interaction_session (id BIGINT, app_id BIGINT, external_id VARCHAR, user_id BIGINT,
-    merged_into BIGINT, created_at BIGINT);
-CREATE TABLE IF NOT EXISTS interaction (id BIGINT, app_id BIGINT, user_id BIGINT, session_id BIGINT,
-    session_key VARCHAR, session_timeout_ms BIGINT, provider VARCHAR, type VARCHAR, model VARCHAR, input_text VARCHAR,
-    output_text VARCHAR, prompt_tokens BIGINT, cached_prompt_tokens BIGINT, completion_tokens BIGINT,
-    total_tokens BIGINT, usage_source VARCHAR, finish_reason VARCHAR, request_at BIGINT, response_at BIGINT,
-    latency_ms BIGINT, image_count INTEGER, is_error BOOLEAN, response_ref VARCHAR, client_version VARCHAR,
-    request_json VARCHAR, response_json VARCHAR, received_at BIGINT, updated_at BIGINT);
-"""
-# Uniform and normal draws keyed by a row number and a salt (< 64): reproducible, and safe on parallel threads.
-# One hashed integer per draw: hash(x, salt) combines two hashes weakly, and its draws for one x correlate.
-RANDOM_MACROS = """
-CREATE OR REPLACE TEMP MACRO rnd(x, salt) AS hash(x * 64 + salt) / 18446744073709551616.0;
-CREATE OR REPLACE TEMP MACRO normal(x, a, b) AS sqrt(-2 * ln(1 - rnd(x, a))) * cos(2 * pi() * rnd(x, b));
-"""
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def _literal(value) -> str:
-    return "'" + value.replace("'", "''") + "'" if isinstance(value, str) else repr(value)
-
-
-def _pick(values: tuple, draw: str) -> str:
-    """SQL choosing one of `values` uniformly with the draw `draw` in [0, 1)."""
-    return f"[{', '.join(map(_literal, values))}][1 + floor({draw} * {len(values)})::INT]"
-
-
-def _weighted_index(shares: list[float], draw: str) -> str:
-    """SQL for the 1-based index of the share the draw falls in."""
-    bounds = [sum(shares[:i + 1]) for i in range(len(shares) - 1)]
-    return ("CASE " + " ".join(f"WHEN {draw} < {bound:.6f} THEN {i + 1}" for i, bound in enumerate(bounds))
-            + f" ELSE {len(shares)} END")
-
-
-def _column(index: int) -> str:
-    """SQL list of MODELS' column `index`, to be indexed by the model number `m`."""
-    return f"[{', '.join(_literal(row[index]) for row in MODELS)}][m]"
-
-
-def create_store(gen: duckdb.DuckDBPyConnection, size: int, now: int) -> int:
-    """Apps, users and `size` interactions over the last DAYS days; returns the number of users."""
-    gen.execute(STORE_TABLES + RANDOM_MACROS)
-    gen.execute("INSERT INTO app VALUES " + ", ".join(
-        f"({i}, {_literal(name)}, 'bench-key-{i}', NULL, {now - 2 * DAYS * DAY_MS})"
-        for i, (name, _) in enumerate(APPS, start=1)))
-    users = max(1, size // INTERACTIONS_PER_USER)
-    named = "rnd(i, 4) < 0.7"
-    gen.execute(f"""
-        INSERT INTO end_user
-        SELECT id, app_id, external_id, email, lower(email), first_name, last_name, NULL, NULL, is_authenticated,
-               created_at, created_at, created_at
-        FROM (SELECT i + 1 AS id, {_weighted_index([share for _, share in APPS], 'rnd(i, 1)')} AS app_id,
-                     CASE WHEN rnd(i, 2) < 0.9 THEN 'user-' || (i + 1) END AS external_id,
-                     CASE WHEN rnd(i, 2) >= 0.9 OR rnd(i, 3) < 0.6 THEN 'user' || (i + 1) || '@example.com' END
-                         AS email,
-                     CASE WHEN {named} THEN {_pick(FIRST_NAMES, 'rnd(i, 5)')} END AS first_name,
-                     CASE WHEN {named} THEN {_pick(LAST_NAMES, 'rnd(i, 6)')} END AS last_name,
-                     rnd(i, 7) < 0.8 AS is_authenticated,
-                     {now - DAYS * DAY_MS} - floor(rnd(i, 8) * 60 * {DAY_MS})::BIGINT AS created_at
-              FROM range({users}) r(i))""")
-    add_traffic(gen, size, users=users, start=now - DAYS * DAY_MS, end=now)
-    return users
-
-
-def add_traffic(gen: duckdb.DuckDBPyConnection, count: int, *, users: int, start: int, end: int,
-                updated_at: int | None = None) -> tuple[int, int]:
-    """Appends `count` interactions in new sessions of existing users, all between `start` and `end`; returns
-    the first new interaction and session ids.
-
-    `updated_at` None stamps each row with its arrival time, as ingest does; a number stamps them all.
-    """
-    gen.execute(RANDOM_MACROS)
-    first_id, first_session = gen.execute(
-        "SELECT (SELECT coalesce(max(id), 0) + 1 FROM interaction), "
-        "(SELECT coalesce(max(id), 0) + 1 FROM interaction_session)").fetchone()
-    last_start = end - SESSION_MS
-    if end - start > 2 * DAY_MS:  # busy in the afternoon (UTC), quiet at night
-        hour = "CASE WHEN rnd(s, 11) < 0.75 THEN 14.5 + 3.5 * normal(s, 12, 13) ELSE 24 * rnd(s, 14) END"
-        day0 = (end // DAY_MS - DAYS + 1) * DAY_MS
-        moment = f"{day0} + floor(rnd(s, 15) * {DAYS})::BIGINT * {DAY_MS} + (({hour}) % 24 + 24) % 24 * 3600000"
-        started = (f"CASE WHEN {moment} > {last_start} THEN {last_start} - (({moment}) - {last_start}) % {DAY_MS} "
-                   f"ELSE {moment} END")
-    else:
-        started = f"{start} + floor(rnd(s, 15) * {max(1, last_start - start)})"
-    # Enough sessions that their turns surely reach `count`; the surplus is cut off below.
-    sessions = math.ceil(count / (MEAN_TURNS - 0.5)) + 100
-    # User popularity is skewed (rank = users * u^2), and the rank is scattered over the ids by a large prime.
-    gen.execute(f"""
-        CREATE OR REPLACE TEMP TABLE new_session AS
-        SELECT * FROM (
-            SELECT s.*, u.app_id, sum(s.turns) OVER (ORDER BY s.id) - s.turns AS first_turn
-            FROM (SELECT s AS id, 1 + floor({users} * pow(rnd(s, 10), 2))::BIGINT * 1000003 % {users} AS user_id,
-                         least({MAX_TURNS}, 1 + floor(ln(1 - rnd(s, 16)) / ln(1 - 1 / {MEAN_TURNS})))::INT AS turns,
-                         rnd(s, 17) < 0.2 AS explicit, rnd(s, 18) AS model_draw,
-                         ({started})::BIGINT AS started_at
-                  FROM (SELECT {first_session} + i AS s FROM range({sessions}) r(i))) s
-            JOIN end_user u ON u.id = s.user_id)
-        WHERE first_turn < {count}""")
-    gen.execute("INSERT INTO interaction_session SELECT id, app_id, CASE WHEN explicit THEN 'conv-' || id END, "
-                "user_id, NULL, started_at FROM new_session ORDER BY id")
-    # Ids follow request time, as they do when traffic is ingested live.
-    gen.execute(f"""
-        CREATE OR REPLACE TEMP TABLE new_turn AS
-        SELECT {first_id} - 1 + row_number() OVER (ORDER BY request_at, x) AS id, *
-        FROM (SELECT *, started_at + k * {TURN_GAP_MS} + floor(rnd(x, 20) * 60000)::BIGINT AS request_at
-              FROM (SELECT id AS session_id, user_id, app_id, explicit, model_draw, started_at, k,
-                           {first_id} + first_turn + k AS x
-                    FROM (SELECT *, unnest(range(turns)) AS k FROM new_session)
-                    WHERE first_turn + k < {count}))
-        ORDER BY id""")
-    shares = [share for _, _, share, _ in MODELS]
-    stamp = "received_at" if updated_at is None else str(updated_at)
-    gen.execute(f"""
-        INSERT INTO interaction
-        WITH t AS (
-            SELECT *, {_weighted_index(shares, 'CASE WHEN rnd(x, 21) < 0.05 THEN rnd(x, 22) ELSE model_draw END')} AS m,
-                   CASE WHEN rnd(x, 23) < 0.85 THEN 'reported' WHEN rnd(x, 23) < 0.98 THEN 'estimated'
-                        ELSE 'absent' END AS usage_source,
-                   rnd(x, 24) < 0.02 AS is_error
-            FROM new_turn),
-        v AS (
-            SELECT *, {_column(0)} AS provider, {_column(1)} AS model,
-                   greatest(50, round({_column(3)} * exp(0.6 * normal(x, 25, 26))))::BIGINT AS latency_ms,
-                   round((300 + 180 * k) * exp(0.5 * normal(x, 27, 28)))::BIGINT AS prompt,
-                   CASE WHEN is_error THEN 0 ELSE round(220 * exp(0.7 * normal(x, 29, 30)))::BIGINT END AS completion
-            FROM t),
-        w AS (SELECT *, request_at + latency_ms + 20 + floor(rnd(x, 31) * 200)::BIGINT AS received_at FROM v)
-        SELECT id, app_id, user_id, session_id,
-               CASE WHEN explicit THEN 's:conv-' || session_id ELSE 'u:' || user_id END,
-               CASE WHEN NOT explicit THEN 600000 END, provider, 'chat', model, {_pick(QUESTIONS, 'rnd(x, 32)')},
-               CASE WHEN is_error THEN '' ELSE {_literal(ANSWER)} END,
-               CASE WHEN usage_source <> 'absent' THEN prompt END,
-               CASE WHEN usage_source = 'reported' AND k > 0 AND provider IN ('openai', 'anthropic')
-                    AND rnd(x, 33) < 0.5 THEN prompt * 6 // 10 END,
-               CASE WHEN usage_source <> 'absent' THEN completion END,
-               CASE WHEN usage_source <> 'absent' THEN prompt + completion END,
-               usage_source, CASE WHEN is_error THEN NULL WHEN rnd(x, 34) < 0.03 THEN 'length' ELSE 'stop' END,
-               request_at, request_at + latency_ms, latency_ms, (rnd(x, 35) < 0.01)::INT, is_error,
-               'resp-' || x, '3.0.0', '{{}}', '{{}}', received_at, {stamp}
-        FROM w ORDER BY id""")
-    gen.execute("DROP TABLE new_session; DROP TABLE new_turn")
-    return first_id, first_session
-
-
-def copy_rows(gen: duckdb.DuckDBPyConnection, store: sqlite3.Connection, table: str, where: str = "TRUE") -> None:
-    result = gen.execute(f"SELECT * FROM {table} WHERE {where} ORDER BY id")
-    columns = [column[0] for column in result.description]
-    insert = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-    while rows := result.fetchmany(COPY_BATCH):
-        store.executemany(insert, rows)
-
-
-def write_sqlite(gen: duckdb.DuckDBPyConnection, path: str, *, first_id: int, first_session: int) -> None:
-    """Copies rows from the ids given on (users and apps only on the first copy) in one transaction."""
-    store = sqlite3.connect(path)
-    try:
-        store.execute("PRAGMA synchronous=OFF")  # a fixture: durability is not what is measured here
-        with store:
-            if first_id == 1:
-                copy_rows(gen, store, "app")
-                copy_rows(gen, store, "end_user")
-            copy_rows(gen, store, "interaction_session", f"id >= {first_session}")
-            copy_rows(gen, store, "interaction", f"id >= {first_id}")
-    finally:
-        store.close()
-
 
 class AttachedStore(StoreReader):
     """The generated store attached to the warehouse's DuckDB, read by the refresher in place of SQLite."""
@@ -457,29 +256,6 @@ def reported(results: list[Result]) -> list[Result]:
     for result in results:
         report(result)
     return results
-
-
-def file_mb(*paths: Path) -> float:
-    return sum(path.stat().st_size for path in paths if path.exists()) / 1e6
-
-
-def generate(path: Path, size: int, now: int, sqlite_path: str | None) -> int:
-    """The synthetic store in a DuckDB file, copied to the SQLite store unless None; returns the user count."""
-    with duckdb.connect(str(path)) as gen:
-        seconds, users = timed(lambda: create_store(gen, size, now))
-        sessions = gen.execute("SELECT count(*) FROM interaction_session").fetchone()[0]
-        print(f"generated {size:,} interactions, {users:,} users, {sessions:,} sessions in DuckDB: {seconds:.1f} s",
-              flush=True)
-        if sqlite_path is not None:
-            seconds, _ = timed(lambda: write_sqlite(gen, sqlite_path, first_id=1, first_session=1))
-            print(f"written to the SQLite store with executemany: {seconds:.1f} s "
-                  f"({file_mb(Path(sqlite_path)):,.0f} MB)", flush=True)
-    return users
-
-
-def increment_window(stamp: int) -> dict:
-    """Sessions starting in the ten minutes that end one session length before `stamp`: every turn is past."""
-    return {"start": stamp - SESSION_MS - 600_000, "end": stamp, "updated_at": stamp}
 
 
 def sqlite_delivery(generated: Path, sqlite_path: str, users: int) -> Callable[[int], None]:

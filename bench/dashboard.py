@@ -13,7 +13,8 @@ import uvicorn
 from sqlmodel import Session
 
 sys.path.insert(0, str(Path(__file__).parent))
-from analytics import HOST, free_port, generate, now_ms, percentile  # noqa: E402  (bench/analytics.py)
+from analytics import HOST, free_port, percentile  # noqa: E402  (bench/analytics.py)
+from synthetic import generate, now_ms  # noqa: E402  (bench/synthetic.py)
 
 from tally.analytics.service import Analytics  # noqa: E402
 from tally.dashboard.accounts import create_account, find_account  # noqa: E402

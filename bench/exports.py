@@ -14,7 +14,8 @@ import duckdb
 import httpx
 from sqlmodel import Session
 
-from analytics import create_store, file_mb, free_port, now_ms, write_sqlite  # bench/analytics.py
+from analytics import free_port  # bench/analytics.py
+from synthetic import create_store, file_mb, now_ms, write_sqlite  # bench/synthetic.py
 from tally.analytics.service import refresh_once
 from tally.server import migrations
 from tally.store.engine import build_engine

@@ -37,9 +37,7 @@ def get_writing_db(request: Request) -> Iterator[Session]:
 def write_transaction(request: Request) -> Iterator[Session]:
     """A transaction of its own that takes the write lock first and commits when the block ends, so that what it
     wrote can be acted on before the answer (the scheduler reads schedules on a connection of its own)."""
-    with Session(writing(request.app.state.engine)) as db:
-        yield db
-        db.commit()
+    yield from _committed_once(writing(request.app.state.engine))
 
 
 # "function" scope: the commit happens before the answer is sent, so a client that reads after a 2xx (or follows
