@@ -34,6 +34,12 @@ def test_rule_gap_equal_to_timeout_stays_in_session():
     assert group_sessions([(BASE, 10 * MINUTE), (BASE + 10 * MINUTE, 10 * MINUTE)]) == [0, 0]
 
 
+def test_rule_ties_take_the_longest_timeout_whatever_their_order():
+    # Two interactions at one instant, with 2 and 5 minutes; the next comes 3 minutes later.
+    for tied in ([(BASE, 2 * MINUTE), (BASE, 5 * MINUTE)], [(BASE, 5 * MINUTE), (BASE, 2 * MINUTE)]):
+        assert group_sessions([*tied, (BASE + 3 * MINUTE, MINUTE)]) == [0, 0, 0]
+
+
 def _job(keys, app_id, point):
     at, timeout_minutes, explicit = point
     payload = TrackPayload.model_validate(openai_chat(

@@ -1,8 +1,10 @@
 """Grouping interactions into sessions, independent of arrival order.
 
-Interactions sharing a grouping key (an explicit `session` string, else the user) are sorted by request time,
-ties by arrival. Two neighbours belong to one session unless the gap between them exceeds the timeout carried
-by the earlier one; an explicit session never times out. `group_sessions` states that rule as a pure function.
+Interactions sharing a grouping key (an explicit `session` string, else the user) are sorted by request time.
+Two neighbours belong to one session unless the gap between them exceeds the timeout carried by the earlier
+one; an explicit session never times out. Interactions at the same instant are always together, and the gap
+after them is measured against the longest timeout among them, so that no tie can make arrival order matter.
+`group_sessions` states that rule as a pure function.
 `SessionPlacer` maintains it incrementally: an arrival after the key's last interaction (the common case) is
 placed from an in-memory tail without SQL; an earlier one is placed between its stored neighbours, merging or
 splitting the sessions around it. Runs only inside the single ingest writer.
@@ -19,9 +21,12 @@ _interactions = Interaction.__table__
 _sessions = InteractionSession.__table__
 _CACHE_LIMIT = 200_000
 _insert_returning_ids = insert(_sessions).returning(_sessions.c.id, sort_by_parameter_order=True)
+# Among interactions at one instant, the one whose timeout is longest (no timeout at all first) speaks for them.
+_LONGEST_TIMEOUT_FIRST = (_interactions.c.session_timeout_ms.is_(None).desc(),
+                          _interactions.c.session_timeout_ms.desc(), _interactions.c.id.desc())
 _select_tail = select(_interactions.c.request_at, _interactions.c.session_timeout_ms, _interactions.c.session_id).where(
     _interactions.c.app_id == bindparam("app_id"), _interactions.c.session_key == bindparam("key")
-).order_by(_interactions.c.request_at.desc(), _interactions.c.id.desc()).limit(1)
+).order_by(_interactions.c.request_at.desc(), *_LONGEST_TIMEOUT_FIRST).limit(1)
 _select_explicit = select(_sessions.c.external_id).where(
     _sessions.c.app_id == bindparam("app_id"), _sessions.c.external_id.in_(bindparam("names", expanding=True)))
 
@@ -30,9 +35,15 @@ def linked(earlier_at: int, earlier_timeout_ms: int | None, later_at: int) -> bo
     return earlier_timeout_ms is None or later_at - earlier_at <= earlier_timeout_ms
 
 
+def longest(first: int | None, second: int | None) -> int | None:
+    """The longer of two timeouts; None (never times out) is longest."""
+    return None if first is None or second is None else max(first, second)
+
+
 def group_sessions(points: Sequence[tuple[int, int | None]]) -> list[int]:
     """Session number of each (request_at, timeout_ms) point, points given in arrival order."""
-    order = sorted(range(len(points)), key=lambda i: (points[i][0], i))
+    # Ties are ordered by timeout, the longest last: it is the one compared with the next gap.
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], points[i][1] is None, points[i][1] or 0, i))
     labels = [0] * len(points)
     current = -1
     for position, index in enumerate(order):
@@ -110,6 +121,8 @@ class SessionPlacer:
                 session = tail.session
             else:
                 session = self._open(conn, app_id, user_id, external_id, now_ms, tail_known_empty=marked_new)
+            if tail is not None and at_ms == tail.at_ms:
+                timeout_ms = longest(timeout_ms, tail.timeout_ms)
             self._tails[cache_key] = Tail(at_ms, timeout_ms, session)
             return session
         flush()
@@ -135,10 +148,12 @@ class SessionPlacer:
         same_key = (_interactions.c.app_id == app_id) & (_interactions.c.session_key == key)
         columns = (_interactions.c.request_at, _interactions.c.session_timeout_ms, _interactions.c.session_id)
         before = conn.execute(select(*columns).where(same_key, _interactions.c.request_at <= at_ms).order_by(
-            _interactions.c.request_at.desc(), _interactions.c.id.desc()).limit(1)).first()
+            _interactions.c.request_at.desc(), *_LONGEST_TIMEOUT_FIRST).limit(1)).first()
         after = conn.execute(select(*columns).where(same_key, _interactions.c.request_at > at_ms).order_by(
             _interactions.c.request_at, _interactions.c.id).limit(1)).first()
         joins_before = before is not None and linked(before.request_at, before.session_timeout_ms, at_ms)
+        if before is not None and before.request_at == at_ms:  # the instant's longest timeout spans the next gap
+            timeout_ms = longest(timeout_ms, before.session_timeout_ms)
         joins_after = after is not None and linked(at_ms, timeout_ms, after.request_at)
         were_together = before is not None and after is not None and before.session_id == after.session_id
 
