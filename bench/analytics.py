@@ -20,10 +20,17 @@ import pyarrow
 import uvicorn
 from fastapi import FastAPI
 from sqlmodel import Session
+from synthetic import (  # bench/synthetic.py
+    DAY_MS,
+    DAYS,
+    add_traffic,
+    file_mb,
+    generate,
+    increment_window,
+    now_ms,
+    write_sqlite,
+)
 
-from synthetic import (DAY_MS, DAYS, add_traffic, file_mb, generate, increment_window,  # bench/synthetic.py
-                       now_ms, write_sqlite)
-from tally.analytics import api as analytics_api
 from tally.analytics import rollups
 from tally.analytics.service import Analytics
 from tally.analytics.source import INTERACTION_COLUMNS, USER_COLUMNS, StoreReader
@@ -31,6 +38,7 @@ from tally.server import migrations
 from tally.store.engine import build_engine
 from tally.store.read_tokens import create_read_token
 from tally.store.settings import Settings
+from tally.web import analytics_api
 
 HOST = "127.0.0.1"
 INCREMENT = 10_000
@@ -142,7 +150,7 @@ def cases(now: int, user_id: int) -> list[Case]:
         Case("usage day 30d", "/usage", {"granularity": "day"}),
         Case("usage hour 30d", "/usage", {"granularity": "hour"}),
         Case("usage day 90d", "/usage", {"granularity": "day", **d90}),
-        Case("usage hour 90d", "/usage", {"granularity": "hour", **d90}),
+        Case("usage hour 30d user", "/usage", {"granularity": "hour", **user}),  # 90 days of hours: over the cap
         Case("usage day 30d model", "/usage", {"granularity": "day", **model}),
         Case("usage day 30d user", "/usage", {"granularity": "day", **user}),
         Case("totals 30d", "/usage/totals", {}),

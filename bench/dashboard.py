@@ -17,9 +17,9 @@ from analytics import HOST, free_port, percentile  # noqa: E402  (bench/analytic
 from synthetic import generate, now_ms  # noqa: E402  (bench/synthetic.py)
 
 from tally.analytics.service import Analytics  # noqa: E402
-from tally.dashboard.accounts import create_account, find_account  # noqa: E402
 from tally.server import migrations  # noqa: E402
 from tally.server.app import create_app  # noqa: E402
+from tally.store.accounts import create_account, find_account, hash_password  # noqa: E402
 from tally.store.engine import build_engine  # noqa: E402
 from tally.store.settings import Settings  # noqa: E402
 
@@ -83,7 +83,7 @@ def prepare(data_dir: Path, size: int) -> Settings:
     engine = build_engine(settings)
     with Session(engine) as db:
         if find_account(db, email=EMAIL) is None:
-            create_account(db, email=EMAIL, password=PASSWORD)
+            create_account(db, email=EMAIL, password_hash=hash_password(PASSWORD), role="admin")
             db.commit()
     engine.dispose()
     return settings

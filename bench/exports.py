@@ -12,10 +12,10 @@ from pathlib import Path
 
 import duckdb
 import httpx
-from sqlmodel import Session
-
 from analytics import free_port  # bench/analytics.py
+from sqlmodel import Session
 from synthetic import create_store, file_mb, now_ms, write_sqlite  # bench/synthetic.py
+
 from tally.analytics.service import refresh_once
 from tally.server import migrations
 from tally.store.engine import build_engine

@@ -1,4 +1,7 @@
-"""Benchmarks Tally's POST /track against a bare FastAPI endpoint parsing the same payloads, then checks durability."""
+"""Benchmarks Tally's POST /track against a bare FastAPI endpoint parsing the same payloads, then checks durability.
+
+With `--replicas N` (PostgreSQL), it then runs 1, 2, … N Tally replicas on the one database, the connections spread
+over them, and prints the aggregate accepted/s against one replica's, each replica's share and every process's CPU."""
 
 import argparse
 import importlib.util
@@ -9,16 +12,18 @@ import socket
 import sys
 import tempfile
 import time
+from argparse import Namespace
+from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
+from ingest_load import HOST, POOL_RATE, STEP_MS, USERS, WARMUP_SECONDS, Keys, Result, load  # bench/ingest_load.py
 from sqlalchemy import make_url, select
 from sqlmodel import Session
 
-from ingest_load import HOST, POOL_RATE, STEP_MS, USERS, WARMUP_SECONDS, Keys, Result, load  # bench/ingest_load.py
 from tally.ingest.keys import create_app as create_tally_app
 from tally.ingest.wire import TrackPayload
 from tally.server import migrations
@@ -98,21 +103,33 @@ def wait_until_listening(server: multiprocessing.Process, port: int) -> None:
 
 
 def measure(serve, serve_args: tuple, keys: Keys, args: argparse.Namespace, start_ms: int) -> Result:
-    port = free_port()
-    with child(serve, port, *serve_args) as server:
-        wait_until_listening(server, port)
-        result = run_load(port, server.pid, keys, args, start_ms)
-        server.terminate()  # SIGTERM: uvicorn drains, then the lifespan stops the writer
-        server.join(60)
-        # After a graceful shutdown uvicorn re-raises the signal it caught, so -SIGTERM is a clean exit too.
-        if server.exitcode not in (0, -signal.SIGTERM):
-            raise SystemExit(f"the server did not stop cleanly (exit code {server.exitcode})")
+    return measure_replicas(serve, [serve_args], keys, args, start_ms)
+
+
+def measure_replicas(serve, each_args: list[tuple], keys: Keys, args: argparse.Namespace, start_ms: int) -> Result:
+    """One server per entry of `each_args`, all loaded at once, then stopped gracefully."""
+    ports = [free_port() for _ in each_args]
+    with ExitStack() as stack:
+        servers = [stack.enter_context(child(serve, port, *serve_args)) for port, serve_args in zip(ports, each_args)]
+        for server, port in zip(servers, ports):
+            wait_until_listening(server, port)
+        names = {f"replica {n + 1}" if len(servers) > 1 else "server": server.pid for n, server in enumerate(servers)}
+        result = run_load(ports, names, keys, args, start_ms)
+        for server in servers:
+            server.terminate()  # SIGTERM: uvicorn drains, then the lifespan stops the writer
+        for server in servers:
+            server.join(60)
+            # After a graceful shutdown uvicorn re-raises the signal it caught, so -SIGTERM is a clean exit too.
+            if server.exitcode not in (0, -signal.SIGTERM):
+                raise SystemExit(f"a server did not stop cleanly (exit code {server.exitcode})")
+    result.accepted_by_port = Counter({n + 1: result.accepted_by_port[port] for n, port in enumerate(ports)})
     return result
 
 
-def run_load(port: int, server_pid: int, keys: Keys, args: argparse.Namespace, start_ms: int) -> Result:
+def run_load(ports: list[int], servers: dict[str, int], keys: Keys, args: argparse.Namespace,
+             start_ms: int) -> Result:
     receiver, sender = CTX.Pipe(duplex=False)
-    with child(load, sender, port, server_pid, keys, args.seconds, args.connections, args.seed, start_ms) as loader:
+    with child(load, sender, ports, servers, keys, args.seconds, args.connections, args.seed, start_ms) as loader:
         sender.close()  # so that recv() fails, rather than waits forever, if the load generator dies
         try:
             return receiver.recv()
@@ -145,7 +162,7 @@ def stored_ids(settings: Settings, app_id: int) -> set[int]:
 
 
 def report(name: str, result: Result) -> None:
-    cpu = " / ".join(f"{process} {share:.0%}" for process, share in result.cpu.items())
+    cpu = _cpu(result)
     print(f"{name:<6} {result.rate:>8,.0f}/s accepted over {result.seconds:.1f} s   "
           f"p50 {result.latency_ms(0.5):6.1f} ms   p99 {result.latency_ms(0.99):6.1f} ms   "
           f"non-2xx: {result.failures()}   cpu: {cpu}", flush=True)
@@ -157,7 +174,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=64, help="concurrent keep-alive connections")
     parser.add_argument("--database-url", default="", help="postgresql://… for Tally; default a temporary SQLite file")
     parser.add_argument("--seed", type=int, default=1, help="seed of the generated payloads")
-    return parser.parse_args()
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="then run 1..N replicas on the one PostgreSQL database (needs --database-url)")
+    args = parser.parse_args()
+    if args.replicas > 1 and not args.database_url.startswith("postgresql"):
+        parser.error("--replicas needs --database-url postgresql://…: a SQLite store has one server process")
+    return args
 
 
 def run(args: argparse.Namespace, data_dir: Path) -> int:
@@ -185,7 +207,37 @@ def run(args: argparse.Namespace, data_dir: Path) -> int:
     bare = measure(serve_bare, (), keys, args, start_ms)
     report("bare", bare)
     print(f"ratio Tally/bare accepted/s: {tally.rate / bare.rate if bare.rate else float('nan'):.2f}")
+    if args.replicas > 1:
+        missing += scale_out(settings, keys, args, tally)
     return 1 if missing else 0
+
+
+def scale_out(settings: Settings, keys: Keys, args: argparse.Namespace, one: Result) -> int:
+    """2..N replicas, each on a data dir of its own, on the one database: the aggregate against one replica's
+    (measured above, in this run), each replica's share, and what every process spent. Returns ids missing."""
+    print(f"\nreplicas on one PostgreSQL ({args.connections} connections spread over them in turn; "
+          "CPU in cores, each replica with its storage process)", flush=True)
+    print(f"1 replica   {one.rate:>8,.0f}/s   ratio 1.00   p99 {one.latency_ms(0.99):6.1f} ms   "
+          f"cpu: {_cpu(one)}", flush=True)
+    missing = 0
+    for count in range(2, args.replicas + 1):
+        start_ms = int(time.time() * 1000) - int(POOL_RATE * (args.seconds + WARMUP_SECONDS)) * STEP_MS
+        each = [(str(settings.data_dir.with_name(f"replica-{count}-{n}")), settings.database_url)
+                for n in range(count)]
+        later = Namespace(**{**vars(args), "seed": args.seed + count})  # response ids of its own
+        result = measure_replicas(serve_tally, each, keys, later, start_ms)
+        shares = " + ".join(f"{result.accepted_by_port[n] / result.seconds:,.0f}" for n in range(1, count + 1))
+        print(f"{count} replicas  {result.rate:>8,.0f}/s   ratio {result.rate / one.rate if one.rate else 0:.2f}   "
+              f"p99 {result.latency_ms(0.99):6.1f} ms   per replica {shares}   non-2xx: {result.failures()}   "
+              f"cpu: {_cpu(result)}", flush=True)
+        lost = len(set(result.interaction_ids) - stored_ids(settings, keys.app_id))
+        print(f"  durability: {len(result.interaction_ids):,} acknowledged, {lost} missing", flush=True)
+        missing += lost
+    return missing
+
+
+def _cpu(result: Result) -> str:
+    return " / ".join(f"{process} {share:.2f}" for process, share in result.cpu.items())
 
 
 def main() -> int:

@@ -68,6 +68,7 @@ class Result:
     requests_built: int = 0
     mean_body_bytes: float = 0.0
     freshness_lags_ms: list[int] = field(default_factory=list)
+    accepted_by_port: Counter = field(default_factory=Counter)
 
     @property
     def accepted(self) -> int:
@@ -141,14 +142,16 @@ def _request(payload: dict) -> bytes:
     return head.encode() + body
 
 
-def load(sender, port: int, server_pid: int, keys: Keys, seconds: float, connections: int, seed: int,
-         start_ms: int) -> None:
+def load(sender, ports: list[int], servers: dict[str, int], keys: Keys, seconds: float, connections: int,
+         seed: int, start_ms: int) -> None:
+    """Spreads the connections over `ports` (one replica each) in turn; meters the CPU of `servers` (name → pid,
+    each counted with its child processes), of PostgreSQL's processes if any, and of this client."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # on Ctrl-C the parent stops this process
     if importlib.util.find_spec("uvloop"):
         import uvloop
         uvloop.install()
     requests = build_requests(keys, int(POOL_RATE * (seconds + WARMUP_SECONDS)), seed, start_ms)
-    result = asyncio.run(drive(port, requests, connections, seconds, server_pid, keys.read_token))
+    result = asyncio.run(drive(ports, requests, connections, seconds, servers, keys.read_token))
     result.requests_built = len(requests)
     result.mean_body_bytes = sum(len(r.partition(b"\r\n\r\n")[2]) for r in requests) / len(requests)
     result.interaction_ids = [int(m.group(1)) for m in map(INTERACTION_ID.search, result.acked_bodies) if m]
@@ -156,15 +159,15 @@ def load(sender, port: int, server_pid: int, keys: Keys, seconds: float, connect
     sender.send(result)
 
 
-async def drive(port: int, requests: list[bytes], connections: int, seconds: float, server_pid: int,
+async def drive(ports: list[int], requests: list[bytes], connections: int, seconds: float, servers: dict[str, int],
                 read_token: str) -> Result:
     result = Result()
     pending = iter(requests)  # shared by every connection: each request is sent once
     begin = time.perf_counter() + WARMUP_SECONDS
     window = (begin, begin + seconds)
-    meter = asyncio.create_task(cpu_meter(server_pid, seconds, result))
-    probe = asyncio.create_task(freshness_probe(port, read_token, window, result))
-    await asyncio.gather(*(connection(port, pending, window, result) for _ in range(connections)))
+    meter = asyncio.create_task(cpu_meter(servers, seconds, result))
+    probe = asyncio.create_task(freshness_probe(ports[0], read_token, window, result))
+    await asyncio.gather(*(connection(ports[n % len(ports)], pending, window, result) for n in range(connections)))
     await probe
     result.seconds = min(time.perf_counter(), window[1]) - window[0]  # shorter only if the pool ran out
     await meter
@@ -187,6 +190,7 @@ async def connection(port: int, pending: Iterator[bytes], window: tuple[float, f
             if done >= window[0]:
                 result.statuses[status] += 1
                 result.latencies.append(done - sent)
+                result.accepted_by_port[port] += 200 <= status < 300
             if closing:
                 writer.close()
                 reader, writer = await asyncio.open_connection(HOST, port)
@@ -223,15 +227,55 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]
     return int(head[9:12]), body, CONNECTION_CLOSE.search(head) is not None
 
 
-async def cpu_meter(server_pid: int, seconds: float, result: Result) -> None:
-    """CPU use of the server (all threads) and of this client over the measured window, in cores."""
+async def cpu_meter(servers: dict[str, int], seconds: float, result: Result) -> None:
+    """CPU use over the measured window, in cores: each server with its child processes (the storage process),
+    PostgreSQL's processes when it runs on this machine, and this client."""
     await asyncio.sleep(WARMUP_SECONDS)
-    pids = {"server": server_pid, "client": "self"}
-    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    groups = {**{name: lambda pid=pid: tree(pid) for name, pid in servers.items()},
+              "postgres": lambda: named("postgres"), "client": lambda: [os.getpid()]}
+    before = {name: cpu_seconds(members()) for name, members in groups.items()}
     await asyncio.sleep(seconds)
-    result.cpu = {name: (cpu_seconds(pid) - before[name]) / seconds for name, pid in pids.items()}
+    result.cpu = {name: (cpu_seconds(members()) - before[name]) / seconds for name, members in groups.items()}
+    if not result.cpu["postgres"]:
+        del result.cpu["postgres"]
 
 
-def cpu_seconds(pid: int | str) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+def _processes() -> dict[int, tuple[str, int]]:
+    """pid → (command name, parent pid) of every process now running."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                name, rest = (entry / "stat").read_text().rsplit(")", 1)
+            except OSError:
+                continue  # it ended meanwhile
+            found[int(entry.name)] = (name.split("(", 1)[1], int(rest.split()[1]))
+    return found
+
+
+def tree(pid: int) -> list[int]:
+    """`pid` and its descendants."""
+    children: dict[int, list[int]] = {}
+    for child, (_, parent) in _processes().items():
+        children.setdefault(parent, []).append(child)
+    members, index = [pid], 0
+    while index < len(members):
+        members += children.get(members[index], [])
+        index += 1
+    return members
+
+
+def named(command: str) -> list[int]:
+    return [pid for pid, (name, _) in _processes().items() if name == command]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of the processes still running (one that ended meanwhile counts as none)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")

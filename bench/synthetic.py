@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS interaction (id BIGINT, app_id BIGINT, user_id BIGINT
     output_text VARCHAR, prompt_tokens BIGINT, cached_prompt_tokens BIGINT, completion_tokens BIGINT,
     total_tokens BIGINT, usage_source VARCHAR, finish_reason VARCHAR, request_at BIGINT, response_at BIGINT,
     latency_ms BIGINT, image_count INTEGER, is_error BOOLEAN, response_ref VARCHAR, client_version VARCHAR,
-    request_json VARCHAR, response_json VARCHAR, received_at BIGINT, updated_at BIGINT);
+    request_json VARCHAR, response_json VARCHAR, received_at BIGINT, updated_at BIGINT, malformed VARCHAR);
 """
 # Uniform and normal draws keyed by a row number and a salt (< 64): reproducible, and safe on parallel threads.
 # One hashed integer per draw: hash(x, salt) combines two hashes weakly, and its draws for one x correlate.
@@ -183,7 +183,7 @@ def add_traffic(gen: duckdb.DuckDBPyConnection, count: int, *, users: int, start
                CASE WHEN usage_source <> 'absent' THEN prompt + completion END,
                usage_source, CASE WHEN is_error THEN NULL WHEN rnd(x, 34) < 0.03 THEN 'length' ELSE 'stop' END,
                request_at, request_at + latency_ms, latency_ms, (rnd(x, 35) < 0.01)::INT, is_error,
-               'resp-' || x, '3.0.0', '{{}}', '{{}}', received_at, {stamp}
+               'resp-' || x, '3.0.0', '{{}}', '{{}}', received_at, {stamp}, NULL
         FROM w ORDER BY id""")
     gen.execute("DROP TABLE new_session; DROP TABLE new_turn")
     return first_id, first_session

@@ -1,12 +1,19 @@
-"""Fixtures: a migrated store on SQLite and, when TALLY_TEST_POSTGRES_URL is set, on PostgreSQL; a live server."""
+"""Fixtures: a migrated store on SQLite and, when TALLY_TEST_POSTGRES_URL is set, on PostgreSQL; a live server.
+
+TALLY_TEST_CLOCK (an ISO 8601 instant, e.g. 2027-01-01T00:30:00Z) runs the session, and every Python process it
+starts, on a wall clock that begins at that instant and ticks on from there.
+"""
 
 import os
+import runpy
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -23,28 +30,56 @@ from tally.store.read_tokens import create_read_token
 from tally.store.settings import Settings
 
 POSTGRES_URL = os.environ.get("TALLY_TEST_POSTGRES_URL")
+CLOCK_DIR = Path(__file__).parent / "clock"
+CLOCK_OFFSET = "TALLY_TEST_CLOCK_OFFSET_NS"
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
     not POSTGRES_URL, reason="TALLY_TEST_POSTGRES_URL is not set"))]
+
+
+def pytest_configure(config) -> None:
+    destination = os.environ.get("TALLY_TEST_CLOCK")
+    if not destination or CLOCK_OFFSET in os.environ:  # no shift, or this process started shifted already
+        return
+    instant = datetime.fromisoformat(destination)
+    if instant.tzinfo is None:
+        raise pytest.UsageError(f"TALLY_TEST_CLOCK={destination!r} needs a time zone (Z or +HH:MM)")
+    # One offset for every process: the storage process and subprocesses stamp rows that the analytics
+    # watermarks compare with this process's clock.
+    os.environ[CLOCK_OFFSET] = str(round(instant.timestamp() * 1e9) - time.time_ns())
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CLOCK_DIR), os.environ.get("PYTHONPATH")]))
+    runpy.run_path(str(CLOCK_DIR / "sitecustomize.py"))
 
 
 @pytest.fixture(params=BACKENDS)
 def settings(request, tmp_path: Path) -> Iterator[Settings]:
     """Settings for a fresh, empty store: a SQLite file, or a PostgreSQL schema of its own."""
-    if request.param == "sqlite":
-        yield Settings(data_dir=tmp_path / "data", _env_file=None)
+    with fresh_store(request.param, tmp_path / "data") as fresh:
+        yield fresh
+
+
+@contextmanager
+def fresh_store(backend: str, data_dir: Path) -> Iterator[Settings]:
+    """Settings for a new, empty store on `backend` ("sqlite" or "postgresql"), dropped afterwards."""
+    if backend == "sqlite":
+        yield Settings(data_dir=data_dir, _env_file=None)
         return
+    assert POSTGRES_URL, "TALLY_TEST_POSTGRES_URL is not set"
     schema = f"test_{uuid.uuid4().hex[:12]}"
     admin = sqlalchemy.create_engine(sqlalchemy_url(POSTGRES_URL))
     with admin.begin() as conn:
         conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
     separator = "&" if "?" in POSTGRES_URL else "?"
     try:
-        yield Settings(data_dir=tmp_path / "data", database_url=f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}",
+        yield Settings(data_dir=data_dir, database_url=f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}",
                        _env_file=None)
     finally:
         with admin.begin() as conn:
             conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+def backend_of(settings: Settings) -> str:
+    return "postgresql" if settings.database_url.startswith("postgresql") else "sqlite"
 
 
 @pytest.fixture
@@ -75,12 +110,39 @@ def app_keys(engine) -> AppKeys:
     return make_app(engine)
 
 
-@pytest.fixture
-def read_token(engine) -> str:
+def make_token(engine, scope: str = "read", **options) -> str:
     with Session(engine) as db:
-        token = create_read_token(db, name="tests")
+        token = create_read_token(db, name=f"tests-{scope}", scope=scope, **options)
         db.commit()
     return token
+
+
+@pytest.fixture
+def read_token(engine) -> str:
+    return make_token(engine)
+
+
+@pytest.fixture
+def tally_cli(settings, monkeypatch):
+    """Runs the `tally` command on this test's store: its stdout, or on the expected failure all it printed."""
+    from typer.testing import CliRunner
+
+    from tally.server.cli import app as cli
+
+    monkeypatch.setenv("TALLY_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("TALLY_DATABASE_URL", settings.database_url)
+
+    def invoke(*args: str, code: int = 0, stdin: str | None = None) -> str:
+        result = CliRunner().invoke(cli, list(args), input=stdin)
+        assert result.exit_code == code, result.output
+        return result.stdout if code == 0 else result.output
+    return invoke
+
+
+@pytest.fixture
+def export_token(engine) -> str:
+    """A token that may also manage export schedules."""
+    return make_token(engine, "export")
 
 
 def free_port() -> int:

@@ -5,15 +5,19 @@ import re
 import httpx
 from sqlmodel import Session
 
-from tally.dashboard.accounts import create_account
+from tally.store.accounts import create_account, hash_password
 from tests.conftest import LiveServer, start_server
 
 EMAIL, PASSWORD = "analyst@example.com", "correct horse battery"
+CHROMIUM = "/usr/bin/chromium"
+# what the machine's closed network needs: no background fetches, no sandbox as root (see the env notes)
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
 
 
-def add_account(engine, email: str = EMAIL, password: str = PASSWORD, *, admin: bool = False) -> None:
+def add_account(engine, email: str = EMAIL, password: str = PASSWORD, *, role: str = "analyst") -> None:
     with Session(engine) as db:
-        create_account(db, email=email, password=password, is_admin=admin)
+        create_account(db, email=email, password_hash=hash_password(password), role=role)
         db.commit()
 
 

@@ -142,14 +142,15 @@ def test_late_arrival_merging_sessions_reaches_analytics(api, app_keys):
     user = {"userId": "late"}
     _track(api, openai_chat(app_keys, user=user, at_ms=BASE))
     _track(api, openai_chat(app_keys, user=user, at_ms=BASE + 15 * MINUTE))
-    sessions = lambda: api.get("/api/v1/sessions", params={"from": "2024-05-01"}).json()["items"]
+    def sessions():
+        return api.get("/api/v1/sessions", params={"from": "2024-05-01"}).json()["items"]
     assert wait_until(lambda: len(sessions()) == 2)
     _track(api, openai_chat(app_keys, user=user, at_ms=BASE + 8 * MINUTE))
     assert wait_until(lambda: [s["turns"] for s in sessions()] == [3])
 
 
 def test_price_change_recomputes_history(engine, settings, app_keys, tmp_path):
-    from tally.ingest.batch import BatchStore
+    from tally.ingest.batch import store_batch
     from tally.ingest.keys import VerifiedApp
     from tally.ingest.prepare import prepare
     from tally.ingest.wire import TrackPayload
@@ -158,8 +159,9 @@ def test_price_change_recomputes_history(engine, settings, app_keys, tmp_path):
     job = prepare(TrackPayload.model_validate(openai_chat(app_keys, at_ms=BASE)), app=VerifiedApp(1, None),
                   received_at=now_ms(), default_timeout_minutes=10)
     with engine.begin() as conn:
-        BatchStore().store(conn, [job])
-    cost = lambda a: float(a.warehouse.cursor().execute("SELECT sum(cost) FROM rollup_day").fetchall()[0][0])
+        store_batch(conn, [job])
+    def cost(a):
+        return float(a.warehouse.cursor().execute("SELECT sum(cost) FROM rollup_day").fetchall()[0][0])
     analytics = Analytics(settings)
     analytics.refresh()
     shipped = cost(analytics)
@@ -175,7 +177,7 @@ def test_price_change_recomputes_history(engine, settings, app_keys, tmp_path):
 
 
 def test_deletion_in_the_store_reaches_analytics(engine, settings, app_keys):
-    from tally.ingest.batch import BatchStore
+    from tally.ingest.batch import store_batch
     from tally.ingest.keys import VerifiedApp
     from tally.ingest.prepare import prepare
     from tally.ingest.wire import TrackPayload
@@ -184,8 +186,8 @@ def test_deletion_in_the_store_reaches_analytics(engine, settings, app_keys):
     jobs = [prepare(TrackPayload.model_validate(openai_chat(app_keys, user={"userId": "d"}, at_ms=BASE + i)),
                     app=VerifiedApp(1, None), received_at=now_ms(), default_timeout_minutes=10) for i in range(3)]
     with engine.begin() as conn:
-        stored = BatchStore().store(conn, jobs)
-    analytics = Analytics(settings)
+        stored = store_batch(conn, jobs)
+    analytics = Analytics(settings.model_copy(update={"analytics_verify_seconds": 0}))
     analytics.refresh()
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM interaction WHERE id = :id"), {"id": stored[1].interaction_id})

@@ -2,12 +2,14 @@
 
 import itertools
 
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from tally.analytics.prices import load_prices
 from tally.analytics.service import Analytics, rebuild
-from tally.ingest.batch import BatchStore
+from tally.ingest.batch import store_batch
 from tally.ingest.keys import VerifiedApp
 from tally.ingest.prepare import prepare
 from tally.ingest.wire import TrackPayload
@@ -26,7 +28,7 @@ interaction = st.fixed_dictionaries({
     "user": st.sampled_from(["a", "b", "c", None]),
     "usage": st.sampled_from(["reported", "estimated"]),
     "error": st.booleans(),
-    "latency": st.integers(0, 20_000),
+    "latency": st.one_of(st.none(), st.integers(0, 20_000)),  # None: no response time, an unknown latency
     "tokens": st.integers(0, 5_000),
 })
 
@@ -49,14 +51,15 @@ def _payload(keys, spec) -> dict:
         response["error"] = {"message": "rate limited"}
     return {"reconify": {"format": provider, "type": "chat", "appKey": keys.app_key, "apiKey": keys.api_key},
             "request": request, "response": response, "user": {"userId": spec["user"]} if spec["user"] else {},
-            "timestamps": {"request": spec["at"], "response": spec["at"] + spec["latency"]}}
+            "timestamps": {"request": spec["at"]} if spec["latency"] is None else {
+                "request": spec["at"], "response": spec["at"] + spec["latency"]}}
 
 
 def _store(engine, keys, app_id, specs):
     jobs = [prepare(TrackPayload.model_validate(_payload(keys, spec)), app=VerifiedApp(app_id, None),
                     received_at=now_ms(), default_timeout_minutes=30) for spec in specs]
     with engine.begin() as conn:
-        BatchStore().store(conn, jobs)
+        store_batch(conn, jobs)
 
 
 def _duck_days(analytics, app_id) -> dict:

@@ -28,7 +28,8 @@ def test_apps_keys_and_tokens_round_trip(run, settings):
     assert created["app"] == "shop" and created["api_key"].startswith("tk_")
     listed = json.loads(run("apps", "list", "--json"))
     assert listed == [{"app": "shop", "app_key": created["app_key"], "session_timeout_minutes": 30.0,
-                       "api_keys": [created["api_key"][:12]]}]
+                       "api_keys": [created["api_key"][:12]], "max_per_second": None,
+                       "max_bytes_per_second": None}]
     rotated = run("apps", "rotate-key", "shop").split()[1]
     token = run("tokens", "create", "analyst").strip()
     assert token.startswith("tly_rt_") and "\n" not in token
@@ -38,7 +39,8 @@ def test_apps_keys_and_tokens_round_trip(run, settings):
         import httpx
 
         with httpx.Client(base_url=server.url) as http:
-            old, new = AppKeys("shop", created["app_key"], created["api_key"]), AppKeys("shop", created["app_key"], rotated)
+            old = AppKeys("shop", created["app_key"], created["api_key"])
+            new = AppKeys("shop", created["app_key"], rotated)
             assert http.post("/track", json=openai_chat(old)).status_code == 201
             assert http.post("/track", json=openai_chat(new)).status_code == 201
             run("apps", "revoke-key", "shop", created["api_key"][:12])
@@ -78,3 +80,17 @@ def test_demo_then_analytics_refresh_and_rebuild_agree(run, settings):
     assert snapshot() == incremental
     providers = {row[2] for row in incremental["rollup_day"]}
     assert providers == {"openai", "anthropic", "bedrock", "cohere", "mistral", "universal"}
+
+
+
+
+def test_a_sqlite_store_refuses_several_workers(tmp_path, monkeypatch):
+    """Several worker processes share a PostgreSQL store (the replicas traffic test runs them); a SQLite store has
+    one server process, so `--workers 2` (or TALLY_WORKERS=2) is refused before anything starts, migrations too."""
+    monkeypatch.setenv("TALLY_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("TALLY_DATABASE_URL", raising=False)
+    for args, env in ((["serve", "--workers", "2"], {}), (["serve"], {"TALLY_WORKERS": "2"})):
+        result = CliRunner().invoke(cli, args, env=env)
+        assert result.exit_code == 1 and "a SQLite store has one server process" in result.output, result.output
+    assert not (tmp_path / "data").exists()
+    assert CliRunner().invoke(cli, ["serve", "--workers", "0"]).exit_code == 2

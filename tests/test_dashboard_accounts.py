@@ -8,13 +8,14 @@ import pytest
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from tally.dashboard.accounts import authenticate
 from tally.server.cli import app as cli
 from tally.server.demo import DEMO_EMAIL, ensure_demo_app
+from tally.store.accounts import authenticate
 from tests.dashboard_support import add_account, log_in, start_dashboard
 from tests.payloads import openai_chat
 
-PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJ"
+                       "RU5ErkJggg==")
 
 
 @pytest.fixture
@@ -31,12 +32,12 @@ def run(settings, monkeypatch):
 
 def _can_log_in(engine, email: str, password: str) -> bool:
     with Session(engine) as db:
-        return authenticate(db, email=email, password=password) is not None
+        return authenticate(db, email=email, password=password)[0] is not None
 
 
 def test_users_create_and_set_password(run, engine):
     assert "created admin account ann@example.com" in run(
-        "users", "create", "Ann@Example.com", "--admin", "--password-stdin", stdin="first password\n").stdout
+        "users", "create", "Ann@Example.com", "--role", "admin", "--password-stdin", stdin="first password\n").stdout
     assert _can_log_in(engine, "ann@example.com", "first password")
     assert "already exists" in run("users", "create", "ann@example.com", "--password-stdin",
                                    stdin="other password\n", code=1).output

@@ -11,14 +11,10 @@ import pytest
 
 from tally.server.demo_data import load_demo
 from tests.conftest import wait_until
-from tests.dashboard_support import EMAIL, PASSWORD, add_account, start_dashboard
+from tests.dashboard_support import CHROMIUM, CHROMIUM_ARGS, EMAIL, PASSWORD, add_account, start_dashboard
 from tests.payloads import openai_chat
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parents[1] / "test-artifacts" / "dashboard"
-# what the machine's closed network needs: no background fetches, no sandbox as root (see the env notes)
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 SCRIPT_TAG = "<script>window.__pwned = 'script'</script>"
 BROKEN_OUT = '"><img src=x onerror="window.__pwned=\'img\'">'
 
@@ -103,13 +99,20 @@ def test_an_analyst_walks_through_the_dashboard(page, demo_server):
     assert page.locator(".tile").count() == 7
     _assert_inert(page)
 
-    page.select_option("select[name=model]", "claude-3-5-sonnet-20241022")
+    assert page.locator("#model-choices option[value='claude-3-5-sonnet-20241022']").count() == 1
+    page.fill("input[name=model]", "claude-3-5-sonnet-20241022")
+    page.press("input[name=model]", "Enter")
     page.wait_for_url("**model=claude-3-5-sonnet-20241022**")
     page.wait_for_load_state("networkidle")
     filtered = _assert_drawn_with_data(page, 5)
     assert filtered[0]["total"] < overview[0]["total"]
-    assert page.locator("select[name=model]").input_value() == "claude-3-5-sonnet-20241022"
+    assert page.locator("input[name=model]").input_value() == "claude-3-5-sonnet-20241022"
     page.screenshot(path=page.folder / "overview-filtered.png", full_page=True)
+
+    _visit(page, "/dashboard?range=24h", "overview-24h")  # by the hour: one place on the axis for each hour
+    _assert_drawn_with_data(page, 5)
+    assert page.evaluate("document.querySelector('.js-plotly-plot').layout.xaxis.type") == "category"
+    assert page.problems == []
 
     _visit(page, "/dashboard/models", "models")
     _assert_drawn_with_data(page, 1)

@@ -3,12 +3,12 @@
 import csv
 import io
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
-from tally.analytics import export_datasets
+from tally.exports import datasets as export_datasets
 from tests.conftest import make_app, start_server
 from tests.payloads import openai_chat
 
@@ -24,7 +24,7 @@ TIMES = {"request_at", "response_at", "received_at", "started_at", "ended_at", "
 HEADERS = {
     "interactions": "id,request_at,response_at,app_id,user_id,session_id,provider,type,model,input_text,output_text,"
                     "prompt_tokens,cached_prompt_tokens,completion_tokens,total_tokens,usage_source,cost,priced,"
-                    "finish_reason,latency_ms,image_count,is_error,response_ref,client_version,received_at",
+                    "finish_reason,latency_ms,image_count,is_error,response_ref,client_version,received_at,malformed",
     "sessions": "id,app_id,session,user_id,user_external_id,user_email,started_at,ended_at,duration_ms,turns,errors,"
                 "total_tokens,cost,models,unpriced",
     "users": "id,app_id,user_id,email,first_name,last_name,is_authenticated,first_seen,last_seen,sessions,"
@@ -99,8 +99,10 @@ def _cell(name: str, value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if name in TIMES:
-        moment = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=value)
+        moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=value)
         return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value % 1000:03d}Z"
+    if name == "malformed":  # the detail's list of notes, as one cell
+        return "; ".join(f"{note['field']}: {note['message']}" for note in value or [])
     if isinstance(value, str):
         return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
     return str(value)
@@ -170,6 +172,19 @@ def test_hostile_text_is_quoted_and_defused(api, engine, app_keys):
     assert all(row[16] == "" or float(row[16]) >= 0 for row in rows)  # a cost is a number, never prefixed
 
 
+@pytest.mark.parametrize("start", ["\uff1d", "\uff0b", "\uff0d", "\uff20"])  # full-width = + - @
+def test_full_width_formula_starts_are_defused_too(api, app_keys, start):
+    text = f"{start}HYPERLINK(\"http://evil.example\")"
+    payload = openai_chat(app_keys, user={"userId": f"{start}1", "firstName": start}, text=text, at_ms=BASE)
+    payload["response"]["choices"][0]["message"]["content"] = text
+    assert api.post("/track", json=payload).status_code == 201
+    _wait_for(api, 1)
+    [interaction] = _csv(api, "interactions", WINDOW)[1]
+    assert interaction[9] == interaction[10] == "'" + text
+    [user] = _csv(api, "users", WINDOW)[1]
+    assert (user[2], user[4]) == (f"'{start}1", f"'{start}")
+
+
 def test_raw_json_only_on_request(api, engine, app_keys):
     _seed(api, engine, app_keys)
     header, rows = _csv(api, "interactions", {**WINDOW, "include_raw": "true"})
@@ -182,6 +197,16 @@ def test_an_empty_range_is_a_header_alone(api):
     answer = api.get("/api/v1/exports/sessions.csv", params={"from": "2001-01-01", "to": "2001-01-02"})
     assert answer.content == (HEADERS["sessions"] + "\r\n").encode()
     assert 'filename="sessions_2001-01-01_2001-01-02.csv"' in answer.headers["content-disposition"]
+
+
+def test_a_download_is_named_after_the_local_days_asked_for(engine, settings, read_token):
+    server = start_server(settings.model_copy(update={"analytics_timezone": "Pacific/Kiritimati"}))  # UTC+14
+    try:
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {read_token}"}) as api:
+            answer = api.get("/api/v1/exports/users.csv", params={"from": "2001-01-01", "to": "2001-01-02"})
+    finally:
+        server.stop()
+    assert 'filename="users_2001-01-01_2001-01-02.csv"' in answer.headers["content-disposition"]
 
 
 @pytest.mark.parametrize("path, params, status, field", [
@@ -200,3 +225,13 @@ def test_bad_requests_name_the_parameter(api, path, params, status, field):
 
 def test_a_read_token_is_required(server):
     assert httpx.get(f"{server.url}/api/v1/exports/users.csv").status_code == 401
+
+
+def test_a_malformed_response_is_named_in_its_row(api, app_keys):
+    payload = openai_chat(app_keys, at_ms=BASE)
+    payload["response"]["choices"] = "oops"
+    assert api.post("/track", json=payload).status_code == 201
+    _wait_for(api, 1)
+    header, [row] = _csv(api, "interactions", WINDOW)
+    assert row[header.index("malformed")] == "response.choices: must be an array"
+    assert api.get("/api/v1/interactions", params=WINDOW).json()["items"][0]["malformed"] is True

@@ -9,12 +9,27 @@ import openai
 import pytest
 import requests
 import sqlalchemy
-from reconify import (reconifyAnthropicHandler, reconifyBedrockRuntimeHandler, reconifyCohereHandler,
-                      reconifyMistralHandler, reconifyOpenAIHandler, reconifyOpenAILegacyHandler,
-                      reconifyUniversalHandler)
+from reconify import (
+    reconifyAnthropicHandler,
+    reconifyBedrockRuntimeHandler,
+    reconifyCohereHandler,
+    reconifyMistralHandler,
+    reconifyOpenAIHandler,
+    reconifyOpenAILegacyHandler,
+    reconifyUniversalHandler,
+)
 
-from tests.reconify_fakes import (FakeBedrockRuntime, FakeProviderAPI, MistralMessage, b64_png, cohere_v4_client,
-                                  fake_png, legacy_anthropic_client, legacy_openai_module, mistral_client)
+from tests.reconify_fakes import (
+    FakeBedrockRuntime,
+    FakeProviderAPI,
+    MistralMessage,
+    b64_png,
+    cohere_v4_client,
+    fake_png,
+    legacy_anthropic_client,
+    legacy_openai_module,
+    mistral_client,
+)
 
 
 class Tally:

@@ -2,10 +2,16 @@
 
 import duckdb
 
-from tally.analytics.filters import Filters, encode_cursor
+from tally.analytics.filters import INT, NUMBER, Filters, encode_cursor
+from tally.analytics.local_time import day_bounds
 from tally.analytics.warehouse import fetch_dicts
+from tally.analytics.where import interaction_where, where
 
 USER_SORTS = {"tokens": "total_tokens", "cost": "cost", "last_seen": "last_seen", "interactions": "interactions"}
+# What each listing's cursor holds: its sort key, then the id that breaks ties.
+USER_CURSORS = {sort: (NUMBER if sort == "cost" else INT, INT) for sort in USER_SORTS}
+SESSION_CURSOR = INTERACTION_CURSOR = (INT, INT)
+MODELS_SHOWN = 5  # of a session's models, in a listing; `models_more` counts the rest
 
 
 def _page(rows: list[dict], limit: int, key: tuple[str, str]) -> dict:
@@ -70,27 +76,18 @@ def _user_usage(f: Filters, zone: str) -> tuple[str, list]:
     other rollup answers) unless a provider or model is asked for, which only raw interactions carry. Only the
     raw path counts `sessions`; for the rollup path the session rollup counts them per page (NULL here)."""
     if f.provider is None and f.model is None:
-        dims, dim_params = _equal({"app_id": f.app_id, "user_id": f.user_id})
+        days = ("bucket >= ? AND bucket <= ?", [*day_bounds(f.start_ms, f.end_ms, zone)])
+        sql, params = where(f, time=days, app="app_id", user="user_id").parts()
         return f"""usage AS (
             SELECT user_id, sum(interactions) AS interactions, sum(total_tokens) AS total_tokens,
                    sum(cost) AS cost, sum(unpriced) AS unpriced, max(last_at) AS last_seen, NULL AS sessions
-            FROM user_day
-            WHERE bucket >= date_trunc('day', timezone(?, epoch_ms(?)::TIMESTAMPTZ))
-              AND bucket < timezone(?, epoch_ms(?)::TIMESTAMPTZ) {dims}
-            GROUP BY user_id)""", [zone, f.start_ms, zone, f.end_ms, *dim_params]
-    dims, params = _equal({"app_id": f.app_id, "provider": f.provider, "model": f.model, "user_id": f.user_id})
+            FROM user_day WHERE {sql} GROUP BY user_id)""", params
+    sql, params = interaction_where(f).parts()
     return f"""usage AS (
         SELECT user_id, count(*) AS interactions, coalesce(sum(total_tokens), 0) AS total_tokens,
                coalesce(sum(cost), 0) AS cost, count(*) FILTER (WHERE NOT priced) AS unpriced,
                max(request_at) AS last_seen, count(DISTINCT session_id) AS sessions
-        FROM costed WHERE request_at >= ? AND request_at < ? {dims} GROUP BY user_id)""", [
-        f.start_ms, f.end_ms, *params]
-
-
-def _equal(columns: dict) -> tuple[str, list]:
-    """` AND column = ?` for each column given a value, and the values."""
-    given = {column: value for column, value in columns.items() if value is not None}
-    return "".join(f" AND {column} = ?" for column in given), list(given.values())
+        FROM costed WHERE {sql} GROUP BY user_id)""", params
 
 
 SESSION_SELECT = """
@@ -102,19 +99,17 @@ SESSION_SELECT = """
 
 def session_where(f: Filters) -> tuple[str, list]:
     """Sessions overlapping the range, of the app, user, model and provider asked for."""
-    where = ["s.ended_at >= ?", "s.started_at < ?"]
-    params: list = [f.start_ms, f.end_ms]
-    for column, value in (("s.app_id", f.app_id), ("s.user_id", f.user_id)):
-        if value is not None:
-            where.append(f"{column} = ?")
-            params.append(value)
-    if f.model is not None:
-        where.append("list_contains(string_split(s.models, ', '), ?)")
-        params.append(f.model)
-    if f.provider is not None:
-        where.append("EXISTS (SELECT 1 FROM interaction i WHERE i.session_id = s.session_id AND i.provider = ?)")
-        params.append(f.provider)
-    return " AND ".join(where), params
+    overlap = ("s.ended_at >= ? AND s.started_at < ?", [f.start_ms, f.end_ms])
+    return where(f, time=overlap, app="s.app_id", user="s.user_id",
+                 model="list_contains(string_split(s.models, ', '), ?)",
+                 provider="EXISTS (SELECT 1 FROM interaction i WHERE i.session_id = s.session_id AND i.provider = ?)",
+                 ).parts()
+
+
+# A session may have used thousands of models (each turn may name another): a listing names the first few.
+_SESSION_LIST_SELECT = SESSION_SELECT.replace("s.models,", f"""
+    array_to_string(list_slice(string_split(s.models, ', '), 1, {MODELS_SHOWN}), ', ') AS models,
+    coalesce(greatest(len(string_split(s.models, ', ')) - {MODELS_SHOWN}, 0), 0) AS models_more,""")
 
 
 def sessions(cursor: duckdb.DuckDBPyConnection, *, f: Filters, after: list | None, limit: int) -> dict:
@@ -122,26 +117,14 @@ def sessions(cursor: duckdb.DuckDBPyConnection, *, f: Filters, after: list | Non
     if after is not None:
         where += " AND (s.started_at, s.session_id) < (?, ?)"
         params += after
-    rows = fetch_dicts(cursor, f"{SESSION_SELECT} WHERE {where} ORDER BY s.started_at DESC, s.session_id DESC "
-                               f"LIMIT ?", [*params, limit + 1])
+    rows = fetch_dicts(cursor, f"{_SESSION_LIST_SELECT} WHERE {where} "
+                               f"ORDER BY s.started_at DESC, s.session_id DESC LIMIT ?", [*params, limit + 1])
     return _page(rows, limit, ("started_at", "id"))
-
-
-def interaction_where(f: Filters, session_id: int | None = None) -> tuple[str, list]:
-    """Interactions requested in the range, of the app, provider, model, user and session asked for."""
-    where = ["request_at >= ?", "request_at < ?"]
-    params: list = [f.start_ms, f.end_ms]
-    for column, value in (("app_id", f.app_id), ("provider", f.provider), ("model", f.model),
-                          ("user_id", f.user_id), ("session_id", session_id)):
-        if value is not None:
-            where.append(f"{column} = ?")
-            params.append(value)
-    return " AND ".join(where), params
 
 
 def interactions(cursor: duckdb.DuckDBPyConnection, *, f: Filters, session_id: int | None, after: list | None,
                  limit: int) -> dict:
-    where, params = interaction_where(f, session_id)
+    where, params = interaction_where(f, session_id).parts()
     if after is not None:
         where += " AND (request_at, id) < (?, ?)"
         params += after
@@ -153,6 +136,6 @@ def interactions(cursor: duckdb.DuckDBPyConnection, *, f: Filters, session_id: i
     rows = fetch_dicts(cursor, f"""
         SELECT id, app_id, user_id, session_id, provider, type, model, input_preview, prompt_tokens,
                completion_tokens, total_tokens, usage_source, cost, priced, finish_reason, request_at, latency_ms,
-               is_error, image_count
+               is_error, image_count, malformed
         FROM costed WHERE id IN ({', '.join('?' * len(ids))}) ORDER BY request_at DESC, id DESC""", ids)
     return _page(rows, limit, ("request_at", "id"))

@@ -10,8 +10,10 @@ find their family. An unknown model resolves to nothing: it is reported as unpri
 import csv
 import hashlib
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
+
+from tally.store.limits import MAX_PRICE_PER_UNIT
 
 SHIPPED = Path(__file__).with_name("prices.csv")
 _COLUMNS = ("provider", "model", "input_per_mtok", "cached_input_per_mtok", "output_per_mtok", "per_image",
@@ -49,10 +51,9 @@ class PriceTable:
         best = None
         for price in self.prices:
             key = price.model.lower()
-            if price.provider in providers and name.startswith(key) and (
-                    len(name) == len(key) or name[len(key)] in _BOUNDARY):
-                if best is None or len(key) > len(best[1]):
-                    best = (price.provider, price.model)
+            prefix = name.startswith(key) and (len(name) == len(key) or name[len(key)] in _BOUNDARY)
+            if price.provider in providers and prefix and (best is None or len(key) > len(best[1])):
+                best = (price.provider, price.model)
         return best
 
 
@@ -62,11 +63,12 @@ def load_prices(override: Path | None = None) -> PriceTable:
     if override is not None:
         rows.update({(r[0], r[1], r[6]): r for r in _read(override)})
     ordered = sorted(rows.values(), key=lambda r: (r[0], r[1], r[6]))
-    first_dates = {}
+    first_dates: dict[tuple[str, str], str] = {}
     for row in ordered:
         first_dates.setdefault((row[0], row[1]), row[6])
     prices = tuple(
-        Price(row[0], row[1], *row[2:6], 0 if first_dates[(row[0], row[1])] == row[6] else _epoch_ms(row[6]))
+        Price(row[0], row[1], row[2], row[3], row[4], row[5],
+              0 if first_dates[(row[0], row[1])] == row[6] else _epoch_ms(row[6]))
         for row in ordered
     )
     fingerprint = hashlib.sha256(repr(prices).encode()).hexdigest()[:16]
@@ -94,8 +96,9 @@ def _row(path: Path, number: int, record: dict) -> tuple:
             value = float(text)
         except ValueError:
             raise PriceFileError(f"{path}:{number}: {column} is not a number: {text!r}") from None
-        if value < 0:
-            raise PriceFileError(f"{path}:{number}: {column} is negative")
+        if not 0 <= value <= MAX_PRICE_PER_UNIT:  # also refuses nan and inf
+            raise PriceFileError(f"{path}:{number}: {column} must be between 0 and {MAX_PRICE_PER_UNIT:,.0f} "
+                                 f"(USD per million tokens or per image), not {text}")
         return value
 
     try:
@@ -110,4 +113,4 @@ def _row(path: Path, number: int, record: dict) -> tuple:
 
 
 def _epoch_ms(day: str) -> int:
-    return int(datetime.fromisoformat(day).replace(tzinfo=timezone.utc).timestamp() * 1000)
+    return int(datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp() * 1000)

@@ -6,7 +6,7 @@ equals a recomputation from scratch (exact latency percentiles included) whateve
 
 import duckdb
 
-from tally.analytics.local_time import local_bucket_sql
+from tally.analytics.local_time import hour_start_sql, local_bucket_sql
 
 MEASURES = """
     count(*) AS interactions,
@@ -27,7 +27,7 @@ MEASURES = """
 
 # (table, key columns of the rollup, the same keys as columns of `_source`, measures)
 _ROLLUPS = (
-    ("rollup_hour", ("bucket", "app_id", "provider", "model"), ("hour", "app_id", "provider", "model"), MEASURES),
+    ("rollup_hour", ("start_ms", "app_id", "provider", "model"), ("hour", "app_id", "provider", "model"), MEASURES),
     ("rollup_day", ("bucket", "app_id", "provider", "model"), ("day", "app_id", "provider", "model"), MEASURES),
     ("user_day", ("bucket", "app_id", "user_id"), ("day", "app_id", "user_id"), """
         count(*) AS interactions, coalesce(sum(prompt_tokens), 0) AS prompt_tokens,
@@ -47,8 +47,9 @@ _MARGIN_MS = 2 * 86_400_000
 
 
 def _with_buckets(table: str, zone: str, low: int, high: int, *, where: str = "") -> str:
-    """`table`'s rows with their local hour and day, exact for request times in [low, high]."""
-    hour, day = (local_bucket_sql("t.request_at", unit, zone, low, high) for unit in ("hour", "day"))
+    """`table`'s rows with their hour (the instant it starts) and local day, exact for times in [low, high]."""
+    hour = hour_start_sql("t.request_at", zone, low, high)
+    day = local_bucket_sql("t.request_at", "day", zone, low, high)
     return f"(SELECT t.*, {hour} AS hour, {day} AS day FROM {table} t {where})"
 
 

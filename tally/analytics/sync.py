@@ -5,39 +5,22 @@ another session); the refresh reads from its watermark less an overlap, so a tra
 with an older stamp is still picked up, and rows it had already are skipped unless they changed.
 """
 
-import logging
+import math
 import time
+from contextlib import suppress
 from dataclasses import dataclass
+from functools import partial
 
 import duckdb
 
 from tally.analytics import rollups
+from tally.analytics.loading import load_interactions, load_users
 from tally.analytics.prices import PriceTable
 from tally.analytics.source import BATCH_ROWS, StoreReader
+from tally.analytics.verify import verify
 from tally.analytics.warehouse import SCHEMA_VERSION, Warehouse
 
-log = logging.getLogger(__name__)
 OVERLAP_MS = 10_000
-
-_INTERACTION_COLUMNS = (
-    ("id", "BIGINT"), ("app_id", "BIGINT"), ("user_id", "BIGINT"), ("session_id", "BIGINT"),
-    ("provider", "VARCHAR"), ("type", "VARCHAR"), ("model", "VARCHAR"), ("prompt_tokens", "BIGINT"),
-    ("cached_prompt_tokens", "BIGINT"), ("completion_tokens", "BIGINT"), ("total_tokens", "BIGINT"),
-    ("usage_source", "VARCHAR"), ("finish_reason", "VARCHAR"), ("request_at", "BIGINT"), ("response_at", "BIGINT"),
-    ("latency_ms", "BIGINT"), ("image_count", "INTEGER"), ("is_error", "BOOLEAN"), ("updated_at", "BIGINT"),
-    ("input_preview", "VARCHAR"),
-)
-_USER_COLUMNS = (
-    ("id", "BIGINT"), ("app_id", "BIGINT"), ("external_id", "VARCHAR"), ("email", "VARCHAR"),
-    ("first_name", "VARCHAR"), ("last_name", "VARCHAR"), ("is_authenticated", "BOOLEAN"), ("created_at", "BIGINT"),
-    ("updated_at", "BIGINT"),
-)
-
-
-def _casts(columns: tuple[tuple[str, str], ...]) -> str:
-    """Arrow columns cast to the warehouse types (SQLite hands over booleans as integers, NULL-only as int64)."""
-    return ", ".join(f"coalesce(n.{name}::VARCHAR, '') AS {name}" if name == "model" else f"n.{name}::{kind} AS {name}"
-                     for name, kind in columns)
 
 
 @dataclass(frozen=True)
@@ -47,6 +30,8 @@ class RefreshReport:
     deleted: int
     full_rollup: bool
     seconds: float
+    verified: bool  # whether this refresh compared the ids of the store and the warehouse
+    quarantined: int  # interactions of the store left out of the warehouse, out of bounds
 
 
 def now_ms() -> int:
@@ -54,46 +39,60 @@ def now_ms() -> int:
 
 
 class Refresher:
-    def __init__(self, warehouse: Warehouse, reader: StoreReader, prices: PriceTable) -> None:
+    def __init__(self, warehouse: Warehouse, reader: StoreReader, prices: PriceTable, *,
+                 verify_seconds: float = 300) -> None:
         self.warehouse = warehouse
         self.reader = reader
         self.prices = prices
+        self.verify_seconds = verify_seconds
+        self._verified_at: float | None = None  # time.monotonic() of the last verification pass
 
-    def refresh(self) -> RefreshReport:
-        """One incremental pass; a price table or time zone change recomputes every rollup."""
+    def refresh(self, *, verify_all: bool = False) -> RefreshReport:
+        """One incremental pass; a price table or time zone change recomputes every rollup. The first pass, and
+        then one every `verify_seconds` (or when asked), also verifies that the warehouse holds exactly the
+        interactions of the store: deletions reach it then."""
         started, clock = now_ms(), time.perf_counter()
         with self.warehouse.write_lock:
             cursor = self.warehouse.cursor()
             settings_id = f"{SCHEMA_VERSION}:{self.warehouse.timezone}:{self.prices.fingerprint}"
             full = self.warehouse.state("settings_id") != settings_id
-            store_count = self.reader.interaction_count()
+            verifying = verify_all or self._verified_at is None or (
+                time.monotonic() - self._verified_at >= self.verify_seconds)
+            verified_at = time.monotonic()
             cursor.begin()
             try:
                 rollups.start_tracking(cursor)
                 if full:
                     self._load_prices(cursor)
-                changed = self._sync_interactions(cursor)
-                deleted, missed = self._reconcile(cursor, store_count)
-                if missed:
-                    log.warning("analytics missed %d interactions (a clock step?); rereading the store", missed)
-                    _set_state(cursor, interaction_watermark=0)
-                    changed += self._sync_interactions(cursor)
+                seen_id = cursor.execute("SELECT greatest((SELECT coalesce(max(id), 0) FROM interaction), "
+                                         "(SELECT coalesce(max(id), 0) FROM quarantine))").fetchall()[0][0]
+                changed, watermark = self._sync(
+                    "interaction", partial(self.reader.changed_interactions, seen_id=seen_id), load_interactions,
+                    until=started)
+                deleted = 0
+                if verifying:
+                    deleted, missed = verify(cursor, self.reader, watermark=watermark - OVERLAP_MS)
+                    changed += missed
                 # Read after the interactions: the apps, sessions and users they name were committed with them or
                 # before, so none can be missing here (read first, a user stored meanwhile would be).
                 self._replace_apps(cursor)
                 self._append_sessions(cursor)
-                users = self._sync_users(cursor)
+                users, _ = self._sync("user", self.reader.changed_users, load_users, until=started)
                 self._resolve_models(cursor, "interaction" if full else "affected")
                 if full:
                     rollups.rebuild_all(cursor, self.warehouse.timezone)
                 else:
                     rollups.update_affected(cursor, self.warehouse.timezone)
                 _set_state(cursor, settings_id=settings_id, synced_at=started)
+                quarantined = cursor.execute("SELECT count(*) FROM quarantine").fetchall()[0][0]
                 cursor.commit()
             except BaseException:
-                cursor.rollback()
+                with suppress(duckdb.Error):  # a damaged database may refuse the rollback too; the error matters
+                    cursor.rollback()
                 raise
-        return RefreshReport(changed, users, deleted, full, time.perf_counter() - clock)
+        if verifying:
+            self._verified_at = verified_at
+        return RefreshReport(changed, users, deleted, full, time.perf_counter() - clock, verifying, quarantined)
 
     def _load_prices(self, cursor: duckdb.DuckDBPyConnection) -> None:
         cursor.execute("DELETE FROM price")
@@ -116,7 +115,7 @@ class Refresher:
     def _replace_apps(self, cursor: duckdb.DuckDBPyConnection) -> None:
         cursor.register("store_apps", self.reader.apps())
         cursor.execute("DELETE FROM app")
-        cursor.execute("INSERT INTO app SELECT id::BIGINT, name::VARCHAR FROM store_apps")
+        cursor.execute("INSERT INTO app SELECT TRY_CAST(id AS BIGINT), TRY_CAST(name AS VARCHAR) FROM store_apps")
         cursor.unregister("store_apps")
 
     def _append_sessions(self, cursor: duckdb.DuckDBPyConnection) -> None:
@@ -126,18 +125,14 @@ class Refresher:
             if sessions.num_rows == 0:
                 return
             cursor.register("store_sessions", sessions)
-            cursor.execute("INSERT INTO chat_session SELECT id::BIGINT, app_id::BIGINT, external_id::VARCHAR "
-                           "FROM store_sessions")
+            cursor.execute("INSERT INTO chat_session SELECT TRY_CAST(id AS BIGINT), TRY_CAST(app_id AS BIGINT), "
+                           "TRY_CAST(external_id AS VARCHAR) FROM store_sessions")
             cursor.unregister("store_sessions")
 
-    def _sync_users(self, cursor: duckdb.DuckDBPyConnection) -> int:
-        return self._sync("user", self.reader.changed_users, "end_user", _casts(_USER_COLUMNS), track=False)
-
-    def _sync_interactions(self, cursor: duckdb.DuckDBPyConnection) -> int:
-        return self._sync("interaction", self.reader.changed_interactions, "interaction",
-                          _casts(_INTERACTION_COLUMNS), track=True)
-
-    def _sync(self, name: str, fetch, table: str, casts: str, *, track: bool) -> int:
+    def _sync(self, name: str, fetch, load, *, until: int) -> tuple[int, int]:
+        """Loads the rows of `name` changed since its watermark (less the overlap); returns how many changed and
+        the new watermark. It never passes `until`, the refresh's start: a row stamped by a clock running ahead
+        is read again until that time has come, rather than hiding every row stamped after it."""
         cursor = self.warehouse.cursor()
         watermark = int(self.warehouse.state(f"{name}_watermark", "0"))
         since, after_id, moved = max(0, watermark - OVERLAP_MS), 0, 0
@@ -145,40 +140,18 @@ class Refresher:
             incoming = fetch(since, after_id)
             if incoming.num_rows == 0:
                 break
-            cursor.register("incoming", incoming)
-            cursor.execute(f"CREATE OR REPLACE TEMP TABLE changed AS SELECT {casts} FROM incoming n "
-                           f"WHERE NOT EXISTS (SELECT 1 FROM {table} o WHERE o.id = n.id "
-                           f"AND o.updated_at = n.updated_at)")
-            cursor.unregister("incoming")
-            if track:
-                rollups.record_affected(cursor, "changed")
-            cursor.execute(f"DELETE FROM {table} WHERE id IN (SELECT id FROM changed)")
-            cursor.execute(f"INSERT INTO {table} SELECT * FROM changed")
-            if track:
-                rollups.record_affected(cursor, "changed")
-            moved += cursor.execute("SELECT count(*) FROM changed").fetchall()[0][0]
-            since = incoming.column("updated_at")[-1].as_py()
-            after_id = incoming.column("id")[-1].as_py()
-            watermark = max(watermark, since)
+            moved += load(cursor, incoming)
+            last = incoming.column("updated_at")[-1].as_py()
+            if isinstance(last, float) and math.isfinite(last):  # SQLite: a REAL in the column
+                last = math.floor(last)
+            if not isinstance(last, int):  # SQLite sorts text after every number: nothing readable follows
+                break
+            since, after_id = last, incoming.column("id")[-1].as_py()
+            watermark = max(watermark, min(since, until))
             if incoming.num_rows < BATCH_ROWS:
                 break
         _set_state(cursor, **{f"{name}_watermark": watermark})
-        return moved
-
-    def _reconcile(self, cursor: duckdb.DuckDBPyConnection, store_count: int) -> tuple[int, int]:
-        """Deletions in the store leave no row to travel; a count mismatch finds them. Returns (deleted, missed):
-        rows the watermark skipped show up as fewer rows here than the store counted before the sync."""
-        local_count = cursor.execute("SELECT count(*) FROM interaction").fetchall()[0][0]
-        if local_count == store_count:
-            return 0, 0
-        ids = self.reader.interaction_ids()
-        cursor.register("store_ids", ids)
-        cursor.execute("CREATE OR REPLACE TEMP TABLE gone AS SELECT id FROM interaction "
-                       "WHERE id NOT IN (SELECT id FROM store_ids)")
-        cursor.unregister("store_ids")
-        rollups.record_affected(cursor, "gone")
-        deleted = cursor.execute("DELETE FROM interaction WHERE id IN (SELECT id FROM gone)").fetchall()[0][0]
-        return deleted, max(0, store_count - (local_count - deleted))
+        return moved, watermark
 
 
 def _set_state(cursor: duckdb.DuckDBPyConnection, **values) -> None:

@@ -1,53 +1,22 @@
 """Logging in and out of the dashboard: the login form, its throttle, and the login cookie."""
 
-import threading
-import time
-from collections import defaultdict, deque
+import math
 from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from tally.dashboard.accounts import authenticate, end_login, start_login
+from tally.dashboard import throttle
 from tally.dashboard.rendering import render
 from tally.dashboard.web_session import LOGIN_COOKIE, check_csrf, local_path, set_cookie, signer
-from tally.store.deps import WritingSessionDep
+from tally.store import audit
+from tally.store.accounts import authenticate, end_login, start_login
+from tally.store.models import id_of
+from tally.store.secrets import now_ms
+from tally.web.deps import SessionDep, WritingSessionDep, client_address, write_transaction
 
 router = APIRouter(include_in_schema=False)
-
-
-class LoginThrottle:
-    """At most `attempts` failed logins per email and per client address in `window` seconds."""
-
-    def __init__(self, attempts: int = 10, window: float = 900) -> None:
-        self.attempts, self.window = attempts, window
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
-        self._lock = threading.Lock()
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        failures = self._failures[key]
-        while failures and failures[0] <= now - self.window:
-            failures.popleft()
-        return failures
-
-    def wait_seconds(self, *keys: str) -> int:
-        """0 when a login may be tried now, else how long until it may."""
-        now = time.monotonic()
-        with self._lock:
-            waits = [failures[0] + self.window - now for key in keys
-                     if len(failures := self._recent(key, now)) >= self.attempts]
-        return int(max(waits, default=0)) + (1 if waits else 0)
-
-    def failed(self, *keys: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for key in keys:
-                self._recent(key, now).append(now)
-
-    def succeeded(self, email_key: str) -> None:
-        with self._lock:
-            self._failures.pop(email_key, None)
 
 
 def _login_page(request: Request, *, next_url: str, email: str = "", error: str | None = None,
@@ -56,32 +25,49 @@ def _login_page(request: Request, *, next_url: str, email: str = "", error: str 
                                           "view": None, "active": ""}, status=status)
 
 
+def _spelled(seconds: int) -> str:
+    return f"{seconds} seconds" if seconds < 120 else f"{math.ceil(seconds / 60)} minutes"
+
+
 @router.get("/login")
 def login_form(request: Request, next: str | None = None) -> Response:
     return _login_page(request, next_url=local_path(next))
 
 
 @router.post("/login")
-def login(request: Request, db: WritingSessionDep, email: Annotated[str, Form()] = "",
+def login(request: Request, db: SessionDep, email: Annotated[str, Form()] = "",
           password: Annotated[str, Form()] = "", csrf: Annotated[str, Form()] = "",
           next: Annotated[str, Form()] = "/dashboard") -> Response:
     check_csrf(request, csrf)
     next_url = local_path(next)
-    throttle: LoginThrottle = request.app.state.login_throttle
-    keys = (f"email:{email.strip().lower()}", f"client:{request.client.host if request.client else '?'}")
-    wait = throttle.wait_seconds(*keys)
-    if wait:
-        return _login_page(request, next_url=next_url, email=email, status=429,
-                           error=f"Too many failed attempts; try again in {wait // 60 + 1} minutes.")
-    account = authenticate(db, email=email, password=password)
+    engine, address = request.app.state.engine, client_address(request)
+    wait_ms = throttle.attempt(engine, address=address, email=email, now=now_ms())
+    if wait_ms:  # refused before any check, and not audited: a flood of these must not fill the trail
+        wait = math.ceil(wait_ms / 1000)
+        page = _login_page(request, next_url=next_url, email=email, status=429,
+                           error=f"Too many attempts; try again in {_spelled(wait)}.")
+        page.headers["Retry-After"] = str(wait)
+        return page
+    account, new_hash = authenticate(db, email=email, password=password)
     if account is None:
-        throttle.failed(*keys)
+        _audit_failed_login(request, email, address)
         return _login_page(request, next_url=next_url, email=email, error="Wrong email or password.", status=401)
-    throttle.succeeded(keys[0])
-    token = start_login(db, account=account, hours=request.app.state.settings.login_hours)
+    throttle.succeeded(engine, address=address, email=email)
+    with write_transaction(request) as writer:
+        token = start_login(writer, account_id=id_of(account), hours=request.app.state.settings.login_hours,
+                            new_hash=new_hash)
+        audit.record(writer, actor=audit.account_actor(account.email), action="login", address=address)
     response = RedirectResponse(next_url, status_code=303)
     set_cookie(request, response, LOGIN_COOKIE, signer(request).sign_login(token), max_age=signer(request).max_age)
     return response
+
+
+def _audit_failed_login(request: Request, email: str, address: str) -> None:
+    """A login refused for its password, in a transaction of its own (nothing else is written for it); the
+    throttle bounds how often (each such attempt costs an Argon2 check). The email is as typed: it may name no
+    account."""
+    with write_transaction(request) as writer:
+        audit.record(writer, actor=f"login:{email.strip()[:200]}", action="login.failed", address=address)
 
 
 @router.post("/logout")

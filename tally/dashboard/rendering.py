@@ -8,7 +8,7 @@ import plotly.io
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
-from starlette.responses import HTMLResponse
+from starlette.responses import Response
 
 from tally.dashboard import formatting
 from tally.dashboard.view_filters import PRESETS
@@ -36,7 +36,7 @@ def figure_json(figure: dict) -> Markup:
     return Markup(plotly.io.to_json(figure, validate=False))
 
 
-def render(request: Request, name: str, context: dict, *, status: int = 200) -> HTMLResponse:
+def render(request: Request, name: str, context: dict, *, status: int = 200) -> Response:
     """A page with what every template needs: the CSRF token, the time zone, the plotly.js URL."""
     analytics = request.app.state.analytics
     zone = analytics.zone

@@ -2,19 +2,20 @@
 
 import hashlib
 import hmac
-import os
 import secrets
 from typing import Annotated
 from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import Engine
 from starlette.responses import Response
 
-from tally.dashboard.accounts import find_login
-from tally.store.deps import SessionDep
+from tally.store.accounts import find_login
 from tally.store.models import DashboardAccount
+from tally.store.secrets import shared_secret
 from tally.store.settings import Settings
+from tally.web.deps import SessionDep
 
 LOGIN_COOKIE = "tally_login"
 CSRF_COOKIE = "tally_csrf"
@@ -32,20 +33,12 @@ class CsrfRejected(Exception):
     """A form post without a valid CSRF token, or from another origin."""
 
 
-def load_secret(settings: Settings) -> str:
-    """`TALLY_SECRET_KEY`, else a key generated once and kept, readable by the owner only, in the data dir."""
-    if settings.secret_key:
-        return settings.secret_key
-    path = settings.data_dir / "secret-key"
-    if not path.exists():
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it first
-            return path.read_text().strip()
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(secrets.token_urlsafe(48))
-    return path.read_text().strip()
+def cookie_signer(settings: Settings, engine: Engine) -> "CookieSigner":
+    """The signer of this installation: `TALLY_SECRET_KEY`, else a key made once and kept in the store, so that
+    a cookie or form token from one replica is good on every other."""
+    secret = settings.secret_key or shared_secret(engine, name="cookies",
+                                                  legacy_file=settings.data_dir / "secret-key")
+    return CookieSigner(secret, settings.login_hours)
 
 
 class CookieSigner:

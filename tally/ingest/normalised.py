@@ -6,15 +6,31 @@ plus four tokens of framing per chat message, as OpenAI's cookbook counts for ch
 vocabulary files, so it works offline, and it lands within about 15% of tiktoken on English prose.
 """
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from tally.store.limits import MAX_TOKENS
+
 USAGE_REPORTED = "reported"
 USAGE_ESTIMATED = "estimated"
 USAGE_ABSENT = "absent"
 CHAT_MESSAGE_OVERHEAD = 4
+_KINDS: dict[type, str] = {dict: "an object", list: "an array", str: "a string"}
+
+
+class PayloadRejected(ValueError):
+    """A payload that passed the schema but cannot be stored; carries field errors for the 422."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+
+def rejected(field_name: str, message: str) -> PayloadRejected:
+    return PayloadRejected([{"field": field_name, "message": message}])
 
 
 @dataclass(slots=True)
@@ -37,6 +53,37 @@ class Normalised:
     is_error: bool = False
     response_ref: str | None = None
     usage_source: str = USAGE_REPORTED
+    # Parts of the response that do not have the shape its format documents: the interaction is stored, flagged
+    # as malformed with these `{"field", "message"}` notes, rather than refused (a provider's new shape must not
+    # cost an app its telemetry).
+    problems: list[dict[str, str]] = field(default_factory=list)
+
+    def problem(self, where: str, message: str) -> None:
+        self.problems.append({"field": where, "message": message})
+
+    def shaped(self, data: Any, *path: str | int, kind: type, at: str = "response") -> Any:
+        """`data[path…]` when it is absent or of `kind`; otherwise notes the problem and answers None."""
+        value = dig(data, *path)
+        if value is None or isinstance(value, kind):
+            return value
+        expected = _KINDS.get(kind, kind.__name__)
+        self.problem(_field(at, path), f"must be {expected}")
+        return None
+
+    def count(self, data: Any, *path: str | int, at: str = "response") -> int | None:
+        """The token count at `data[path…]`. Absent: None. Not a number: noted as a problem, None. A number that
+        is not a whole count within [0, MAX_TOKENS]: the payload is refused, naming the field."""
+        value = dig(data, *path)
+        if value is None or (type(value) is int and 0 <= value <= MAX_TOKENS):  # the usual case, first
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.problem(_field(at, path), "must be a number of tokens")
+            return None
+        if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+            raise rejected(_field(at, path), "must be a whole number of tokens")
+        if not 0 <= value <= MAX_TOKENS:
+            raise rejected(_field(at, path), f"must be between 0 and {MAX_TOKENS:,} tokens")
+        return int(value)
 
     @property
     def input_text(self) -> str:
@@ -55,6 +102,9 @@ class Normalised:
     def settle_usage(self, *, chat: bool) -> "Normalised":
         """Mark reported usage as such, or estimate what is missing from the text; images carry no tokens."""
         if self.prompt_tokens is not None or self.completion_tokens is not None:
+            for name in ("prompt_tokens", "completion_tokens"):
+                if (getattr(self, name) or 0) > MAX_TOKENS:  # a sum of parts, each within bounds
+                    raise rejected("response.usage", f"{name} add up to more than {MAX_TOKENS:,} tokens")
             self.usage_source = USAGE_REPORTED
         elif self.image_count and not self.output_text:
             self.usage_source = USAGE_ABSENT
@@ -93,14 +143,15 @@ def text_of(content: Any) -> str:
     return str(content)
 
 
-def as_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
+def json_text(value: Any) -> str:
+    """A string as it is, anything else as its JSON (tool arguments arrive as either)."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def _field(at: str, path: tuple[str | int, ...]) -> str:
+    return ".".join([at, *(str(step) for step in path)])
 
 
 def dig(data: Any, *path: str | int) -> Any:
@@ -119,17 +170,22 @@ def chat_messages(messages: Any) -> list[Message]:
     if not isinstance(messages, list):
         return []
     return [
-        Message(str(m.get("role") or "user"), text_of(m.get("content")))
+        Message(optional_str(m.get("role")) or "user", text_of(m.get("content")))
         for m in messages
         if isinstance(m, dict)
     ]
 
 
 def has_error(response: Any) -> bool:
-    return response is None or (isinstance(response, dict) and (bool(response.get("error")) or response.get("type") == "error"))
+    if response is None:
+        return True
+    return isinstance(response, dict) and (bool(response.get("error")) or response.get("type") == "error")
 
 
 def optional_str(value: Any) -> str | None:
-    if value is None or value == "":
+    """A string field as text: numbers as JSON writes them; absent, empty, booleans and containers are None."""
+    if value is None or value == "" or isinstance(value, (bool, dict, list)):
         return None
-    return str(value)
+    if isinstance(value, str):
+        return value
+    return orjson.dumps(value).decode() if isinstance(value, (int, float)) else None

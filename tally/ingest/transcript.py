@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from tally.ingest.normalised import Message
+from tally.ingest.normalised import Message, PayloadRejected
 from tally.ingest.providers import normalise
 
 
@@ -17,8 +17,7 @@ def transcript(interactions: list[Any], images_by_interaction: dict[int, list[di
     said: list[tuple[str, str]] = []
     messages: list[dict] = []
     for row in interactions:
-        sent = normalise(row.provider, row.type, orjson.loads(row.request_json), orjson.loads(row.response_json))
-        for message in _new_messages(said, sent.messages):
+        for message in _new_messages(said, _sent(row)):
             messages.append({"role": message.role, "content": message.text, "interaction_id": row.id,
                              "at": row.request_at})
             said.append((message.role, message.text))
@@ -30,6 +29,16 @@ def transcript(interactions: list[Any], images_by_interaction: dict[int, list[di
         })
         said.append(("assistant", row.output_text))
     return messages
+
+
+def _sent(row: Any) -> list[Message]:
+    """The messages a stored interaction sent; for a row stored before today's checks (a token count they now
+    refuse), the one message its columns kept."""
+    try:
+        return normalise(row.provider, row.type, orjson.loads(row.request_json), orjson.loads(row.response_json)
+                         ).messages
+    except PayloadRejected:
+        return [Message("user", row.input_text)]
 
 
 def _new_messages(said: list[tuple[str, str]], sent: list[Message]) -> list[Message]:

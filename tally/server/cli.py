@@ -1,68 +1,43 @@
 """The `tally` command: serve, migrate, and manage apps, keys, read tokens and exports."""
 
 import json
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
-from sqlalchemy import make_url
-from sqlmodel import select
+from sqlmodel import col, select
 
-from tally.ingest.keys import add_api_key, create_app, find_app, live_keys, revoke_api_keys
+from tally.ingest.keys import add_api_key, create_app, find_app, live_keys, revoke_api_keys, set_limits
 from tally.server import migrations
+from tally.server.cli_alerts import alerts_app
+from tally.server.cli_audit import audit_trail
+from tally.server.cli_budgets import budgets_app
 from tally.server.cli_exports import export, exports_app
+from tally.server.cli_serve import redacted, serve
 from tally.server.cli_store import store
+from tally.server.cli_tokens import tokens_app
 from tally.server.cli_users import users_app
+from tally.server.instance import running
+from tally.store import audit
 from tally.store.engine import build_engine
 from tally.store.models import App
-from tally.store.read_tokens import create_read_token
+from tally.store.secrets import display_prefix
 from tally.store.settings import Settings
 
 app = typer.Typer(help="Tally: analytics for LLM telemetry sent in the Reconify format.", no_args_is_help=True)
 db_app = typer.Typer(help="The relational store.", no_args_is_help=True)
 apps_app = typer.Typer(help="Apps and their API keys.", no_args_is_help=True)
-tokens_app = typer.Typer(help="Read tokens for the /api/v1 read API.", no_args_is_help=True)
 analytics_app = typer.Typer(help="The DuckDB analytics kept in step with the store.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(apps_app, name="apps")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(analytics_app, name="analytics")
 app.add_typer(users_app, name="users")
+app.add_typer(budgets_app, name="budgets")
+app.add_typer(alerts_app, name="alerts")
 app.add_typer(exports_app, name="exports")
 app.command()(export)
-
-
-@app.command()
-def serve(
-    host: Annotated[Optional[str], typer.Option(help="Interface to listen on [default: TALLY_HOST or 127.0.0.1]")] = None,
-    port: Annotated[Optional[int], typer.Option(help="Port [default: TALLY_PORT or 8000]")] = None,
-    demo: Annotated[bool, typer.Option(
-        help="Load demo data into an empty store; print the demo app's keys and dashboard login.")] = False,
-) -> None:
-    """Upgrade the store, then serve ingest and the read API."""
-    import uvicorn
-
-    from tally.server.app import create_app
-    from tally.server.demo import ensure_demo_app
-    from tally.server.demo_data import load_demo
-
-    overrides = {key: value for key, value in (("host", host), ("port", port)) if value is not None}
-    settings = Settings(**overrides)
-    migrations.upgrade(settings)
-    engine = build_engine(settings)
-    base = f"http://{settings.host}:{settings.port}"
-    if demo:
-        if not _has_interactions(engine):
-            typer.echo("The store is empty: loading 3,000 demo interactions…")
-            load_demo(engine, settings, interactions=3000)
-        keys = ensure_demo_app(engine, settings)
-        typer.echo(f"\nDemo app keys and login (saved in {settings.data_dir / 'demo-app.json'}):\n"
-                   f"  appKey:     {keys['app_key']}\n  apiKey:     {keys['api_key']}\n"
-                   f"  read token: {keys['read_token']}\n"
-                   f"  dashboard:  {keys['dashboard_email']} / {keys['dashboard_password']}\n")
-    engine.dispose()
-    typer.echo(f"Tally on {base}  (store: {_redacted(settings.database_url)})\n"
-               f"  dashboard: {base}/dashboard\n  track:     POST {base}/track\n  API docs:  {base}/docs\n")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+app.command()(serve)
+app.command("audit")(audit_trail)
 
 
 @app.command()
@@ -85,31 +60,26 @@ def demo(
                f"{settings.analytics_refresh_seconds:g} s (or run `tally analytics refresh`)")
 
 
-def _has_interactions(engine) -> bool:
-    from sqlalchemy import text
-
-    with engine.connect() as conn:
-        return conn.execute(text("SELECT 1 FROM interaction LIMIT 1")).first() is not None
-
-
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply every pending migration."""
     settings = Settings()
     migrations.upgrade(settings)
-    typer.echo(f"store is up to date: {_redacted(settings.database_url)}")
+    typer.echo(f"store is up to date: {redacted(settings.database_url)}")
 
 
 @apps_app.command("create")
 def apps_create(
     name: str,
-    session_timeout: Annotated[Optional[float], typer.Option(min=0.01, help="Default session timeout, minutes")] = None,
+    session_timeout: Annotated[float | None, typer.Option(min=0.01, help="Default session timeout, minutes")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts")] = False,
 ) -> None:
     """Create an app; prints its app key and a new API key, once."""
     with store() as db:
         created, api_key = create_app(db, name=name, session_timeout_minutes=session_timeout)
         app_key = created.app_key
+        audit.record(db, actor=audit.cli_actor(), action="app.create", target=name,
+                     detail={"api_key": display_prefix(api_key)})
     if as_json:
         typer.echo(json.dumps({"app": name, "app_key": app_key, "api_key": api_key}))
     else:
@@ -121,13 +91,38 @@ def apps_create(
 def apps_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts")] = False) -> None:
     """List apps with their app keys and live API key prefixes."""
     with store() as db:
+        apps = db.exec(select(App).order_by(col(App.id))).all()
         rows = [{"app": a.name, "app_key": a.app_key, "session_timeout_minutes": a.session_timeout_minutes,
-                 "api_keys": [k.prefix for k in live_keys(db, app=a)]} for a in db.exec(select(App).order_by(App.id))]
+                 "api_keys": [k.prefix for k in live_keys(db, app=a)], "max_per_second": a.max_per_second,
+                 "max_bytes_per_second": a.max_bytes_per_second} for a in apps]
     if as_json:
         typer.echo(json.dumps(rows))
         return
     for row in rows:
-        typer.echo(f"{row['app']:<24} {row['app_key']:<30} keys: {', '.join(row['api_keys']) or '-'}")
+        limits = ", ".join(f"{value:g} {unit}/s" for value, unit in (
+            (row["max_per_second"], "interactions"), (row["max_bytes_per_second"], "bytes")) if value is not None)
+        typer.echo(f"{row['app']:<24} {row['app_key']:<30} keys: {', '.join(row['api_keys']) or '-'}"
+                   + (f"  limits: {limits}" if limits else ""))
+
+
+@apps_app.command("set-limit")
+def apps_set_limit(
+    app_name: Annotated[str, typer.Argument(metavar="APP")],
+    per_second: Annotated[float | None, typer.Option(help="Interactions a second, over every replica; 0: no limit "
+                                                          "[default: TALLY_APP_MAX_INTERACTIONS_PER_SECOND]")] = None,
+    bytes_per_second: Annotated[float | None, typer.Option(
+        help="Request bytes a second; 0: no limit [default: TALLY_APP_MAX_BYTES_PER_SECOND]")] = None,
+) -> None:
+    """Set APP's ingest limits (beyond them its clients get 429 with Retry-After); an option left out goes back to
+    the server's default. Every server applies them within TALLY_KEY_CACHE_SECONDS."""
+    with store() as db:
+        limited = set_limits(db, app=find_app(db, app_name), per_second=per_second,
+                             bytes_per_second=bytes_per_second)
+        audit.record(db, actor=audit.cli_actor(), action="app.limits", target=limited.name,
+                     detail={"per_second": per_second, "bytes_per_second": bytes_per_second})
+    shown = [f"{value:g} {unit}/s" if value else f"no {unit} limit" for value, unit in (
+        (per_second, "interactions"), (bytes_per_second, "bytes")) if value is not None]
+    typer.echo(f"{app_name}: {', '.join(shown) or 'the server defaults'}")
 
 
 @apps_app.command("rotate-key")
@@ -135,6 +130,8 @@ def apps_rotate_key(app_name: Annotated[str, typer.Argument(metavar="APP")]) -> 
     """Add a new API key to APP; its old keys keep working until revoked."""
     with store() as db:
         api_key = add_api_key(db, app=find_app(db, app_name))
+        audit.record(db, actor=audit.cli_actor(), action="app.key_add", target=app_name,
+                     detail={"api_key": display_prefix(api_key)})
     typer.echo(f"apiKey:  {api_key}\nOld keys still work; revoke them with `tally apps revoke-key`.")
 
 
@@ -143,19 +140,9 @@ def apps_revoke_key(app_name: Annotated[str, typer.Argument(metavar="APP")], key
     """Revoke APP's API keys that start with KEY_PREFIX (as shown by `tally apps list`)."""
     with store() as db:
         count = revoke_api_keys(db, app=find_app(db, app_name), prefix=key_prefix)
+        audit.record(db, actor=audit.cli_actor(), action="app.key_revoke", target=app_name,
+                     detail={"api_key": key_prefix, "keys": count})
     typer.echo(f"revoked {count} key(s)")
-
-
-@tokens_app.command("create")
-def tokens_create(name: str) -> None:
-    """Create a read token; prints it alone on stdout."""
-    with store() as db:
-        token = create_read_token(db, name=name)
-    typer.echo(token)
-
-
-def _redacted(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
 
 
 @analytics_app.command("refresh")
@@ -166,11 +153,14 @@ def analytics_refresh() -> None:
     report = _analytics_job(refresh_once)
     typer.echo(f"refreshed: {report.interactions} interactions, {report.users} users, {report.deleted} deleted "
                f"in {report.seconds:.2f} s")
+    if report.quarantined:
+        typer.echo(f"{report.quarantined} interactions are left out: their values are out of bounds (the log says "
+                   "which and why; fix them in the store and they come back)", err=True)
 
 
 @analytics_app.command("rebuild")
 def analytics_rebuild() -> None:
-    """Recreate the DuckDB file from the store; stop the server first."""
+    """Recreate the DuckDB file from the store, even a damaged one; stop the server first."""
     from tally.analytics.service import rebuild
 
     report = _analytics_job(rebuild)
@@ -181,6 +171,11 @@ def _analytics_job(job):
     from tally.analytics.service import WarehouseBusy
 
     settings = Settings()
+    server = running(settings)
+    if server is not None:
+        typer.echo(f"error: {server.describe()} holds the analytics and refreshes them every "
+                   f"{settings.analytics_refresh_seconds:g} s; stop it first to run this", err=True)
+        raise typer.Exit(1)
     migrations.upgrade(settings)
     try:
         return job(settings)

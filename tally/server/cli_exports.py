@@ -7,19 +7,22 @@ import urllib.request
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import typer
 from sqlalchemy import Engine, delete
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from tally.analytics.export_datasets import DATASETS, DatasetError, find_dataset
-from tally.analytics.export_schedules import ScheduleError, add_schedule, list_schedules, recent_runs, remove_schedule
-from tally.analytics.exports import CHUNK_BYTES, Written, iso_utc, stream_csv, write_atomically
 from tally.analytics.filters import FilterError, parse_filters
 from tally.analytics.service import Analytics, WarehouseBusy
+from tally.exports.csv_files import CHUNK_BYTES, Written, stream_csv, write_atomically
+from tally.exports.datasets import DATASETS, DatasetError, find_dataset
+from tally.exports.schedules import ScheduleError, add_schedule, list_schedules, recent_runs, remove_schedule
 from tally.server import migrations
+from tally.server.cli_store import utc_minute
+from tally.server.instance import client_url, running
+from tally.store import audit
 from tally.store.engine import build_engine, writing
 from tally.store.models import App, ReadToken
 from tally.store.read_tokens import create_read_token
@@ -30,7 +33,7 @@ exports_app = typer.Typer(help="Scheduled CSV exports, run by the server.", no_a
 schedule_app = typer.Typer(help="Export schedules.", no_args_is_help=True)
 exports_app.add_typer(schedule_app, name="schedule")
 
-AppOption = Annotated[Optional[str], typer.Option("--app", help="Only this app's rows: its name or id")]
+AppOption = Annotated[str | None, typer.Option("--app", help="Only this app's rows: its name or id")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
 
 
@@ -60,13 +63,13 @@ def _app_id(db: Session, text: str | None) -> int | None:
 def export(
     dataset: Annotated[str, typer.Argument(help=f"One of: {', '.join(DATASETS)}")],
     output: Annotated[str, typer.Option("-o", "--output", help="The CSV file to write; - for stdout")],
-    start: Annotated[Optional[str], typer.Option("--from", help="YYYY-MM-DD (local day), ISO datetime or epoch ms "
+    start: Annotated[str | None, typer.Option("--from", help="YYYY-MM-DD (local day), ISO datetime or epoch ms "
                                                                  "[default: 30 days ago]")] = None,
-    end: Annotated[Optional[str], typer.Option("--to", help="End, exclusive; a YYYY-MM-DD includes that day")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="End, exclusive; a YYYY-MM-DD includes that day")] = None,
     app: AppOption = None,
-    provider: Annotated[Optional[str], typer.Option(help="Only this provider (not for sessions)")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Only this model")] = None,
-    user: Annotated[Optional[str], typer.Option(help="Only this end user (an id from the read API)")] = None,
+    provider: Annotated[str | None, typer.Option(help="Only this provider (not for sessions)")] = None,
+    model: Annotated[str | None, typer.Option(help="Only this model")] = None,
+    user: Annotated[str | None, typer.Option(help="Only this end user (an id from the read API)")] = None,
     include_raw: Annotated[bool, typer.Option(help="Interactions only: add the raw request and response JSON")] = False,
 ) -> None:
     """Export a dataset as CSV: the same rows as GET /api/v1/exports/DATASET.csv."""
@@ -77,7 +80,8 @@ def export(
         definition = find_dataset(dataset, filters={k for k, v in filters.items() if v is not None},
                                   include_raw=include_raw)
         f = parse_filters(start=start, end=end, app=None if app_id is None else str(app_id), provider=provider,
-                          model=model, user=user, zone=ZoneInfo(settings.analytics_timezone), now_ms=now_ms())
+                          model=model, user=user, zone=ZoneInfo(settings.analytics_timezone), now_ms=now_ms(),
+                          apps=None)
         try:
             analytics = Analytics(settings)
         except WarehouseBusy:
@@ -109,9 +113,9 @@ def _write(output: str, chunks: Iterable[bytes]) -> None:
 def _through_server(settings: Settings, engine: Engine, dataset: str, query: dict, output: str) -> int:
     """While a server holds the DuckDB file (one process at a time may open it), the export streams from that
     server's API, with a read token made for this one request."""
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(settings.host, settings.host)
-    host = f"[{host}]" if ":" in host else host
-    url = f"http://{host}:{settings.port}/api/v1/exports/{dataset}.csv?{urllib.parse.urlencode(query)}"
+    server = running(settings)
+    base = server.url if server is not None else client_url(settings)
+    url = f"{base}/api/v1/exports/{dataset}.csv?{urllib.parse.urlencode(query)}"
     with Session(engine) as db:
         token = create_read_token(db, name="tally export (temporary)")
         db.commit()
@@ -131,11 +135,12 @@ def _through_server(settings: Settings, engine: Engine, dataset: str, query: dic
         raise typer.Exit(1) from None
     except urllib.error.URLError as error:
         typer.echo(f"error: {settings.analytics_path} is held by another process, and no Tally server answers at "
-                   f"{url.split('/api/')[0]} ({error.reason}); set TALLY_HOST/TALLY_PORT to the server's", err=True)
+                   f"{base} ({error.reason}); start the server with `tally serve`, or stop the process that holds "
+                   "the file", err=True)
         raise typer.Exit(1) from None
     finally:
         with Session(engine) as db:
-            db.exec(delete(ReadToken).where(ReadToken.token_hash == hash_secret(token)))
+            db.exec(delete(ReadToken).where(col(ReadToken.token_hash) == hash_secret(token)))
             db.commit()
     return size
 
@@ -145,10 +150,11 @@ def schedule_add(
     dataset: Annotated[str, typer.Argument(help=f"One of: {', '.join(DATASETS)}")],
     cron: Annotated[str, typer.Option(help='A 5-field crontab, e.g. "0 2 * * *" (nightly at 02:00)')],
     app: AppOption = None,
-    timezone: Annotated[Optional[str], typer.Option(help="IANA zone of the crontab and periods "
+    timezone: Annotated[str | None, typer.Option(help="IANA zone of the crontab and periods "
                                                           "[default: TALLY_ANALYTICS_TIMEZONE]")] = None,
-    directory: Annotated[Optional[str], typer.Option("--dir", help="Folder, absolute or relative to the data "
-                                                                    "directory [default: exports]")] = None,
+    directory: Annotated[str | None, typer.Option(
+        "--dir", help="Folder, absolute or relative to the exports folder (TALLY_EXPORTS_DIR) [default: that folder]"
+    )] = None,
     include_raw: Annotated[bool, typer.Option(help="Interactions only: add the raw request and response")] = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -156,9 +162,10 @@ def schedule_add(
     with _store() as (settings, engine), Session(writing(engine)) as db:
         added = add_schedule(db, dataset=dataset, cron=cron, timezone_name=timezone or settings.analytics_timezone,
                              app_id=_app_id(db, app), directory=directory, include_raw=include_raw,
-                             data_dir=settings.data_dir, confined=False, now_ms=now_ms())
+                             exports_dir=settings.exports_folder, now_ms=now_ms(),
+                             actor=audit.cli_actor(), apps=None)
         db.commit()
-        [shown] = [s for s in list_schedules(db) if s["id"] == added.id]
+        [shown] = [s for s in list_schedules(db, apps=None) if s["id"] == added.id]
     typer.echo(json.dumps(shown) if as_json else f"added schedule {added.id}: {_describe(shown)}")
 
 
@@ -166,40 +173,40 @@ def schedule_add(
 def schedule_list(as_json: JsonOption = False) -> None:
     """List the schedules with their next and last runs."""
     with _store() as (_, engine), Session(engine) as db:
-        shown = list_schedules(db)
+        shown = list_schedules(db, apps=None)
     if as_json:
         typer.echo(json.dumps(shown))
         return
     for schedule in shown:
         last = schedule["last_run"]
-        typer.echo(f"{schedule['id']:>4}  {_describe(schedule)}\n      next {_when(schedule['next_run_at'])}, last "
-                   + (f"{last['status']} {_when(last['started_at'])}" if last else "never"))
+        typer.echo(f"{schedule['id']:>4}  {_describe(schedule)}\n      next {utc_minute(schedule['next_run_at'])}, "
+                   + (f"last {last['status']} {utc_minute(last['started_at'])}" if last else "last never"))
 
 
 @schedule_app.command("remove")
 def schedule_remove(schedule_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
     """Remove a schedule and its run history (its files stay)."""
     with _store() as (_, engine), Session(writing(engine)) as db:
-        if not remove_schedule(db, schedule_id=schedule_id):
+        if not remove_schedule(db, schedule_id=schedule_id, actor=audit.cli_actor(), apps=None):
             raise ScheduleError("id", f"no export schedule {schedule_id}")
         db.commit()
     typer.echo(f"removed schedule {schedule_id}")
 
 
 @exports_app.command("runs")
-def runs(schedule_id: Annotated[Optional[int], typer.Option("--schedule", help="Only this schedule's runs")] = None,
+def runs(schedule_id: Annotated[int | None, typer.Option("--schedule", help="Only this schedule's runs")] = None,
          limit: Annotated[int, typer.Option(min=1, help="How many, newest first")] = 20, as_json: JsonOption = False,
          ) -> None:
     """Show the latest export runs."""
     with _store() as (_, engine), Session(engine) as db:
-        shown = recent_runs(db, schedule_id=schedule_id, limit=limit)
+        shown = recent_runs(db, schedule_id=schedule_id, limit=limit, apps=None)
     if as_json:
         typer.echo(json.dumps(shown))
         return
     for run in shown:
         outcome = f"{run['rows']:,} rows, {run['bytes']:,} bytes" if run["status"] == "succeeded" else run["error"]
         typer.echo(f"{run['id']:>5}  schedule {run['schedule_id']}  {run['period']:<13} {run['status']:<9} "
-                   f"{_when(run['started_at'])}  {run['file']}\n       {outcome or ''}")
+                   f"{utc_minute(run['started_at'])}  {run['file']}\n       {outcome or ''}")
 
 
 def _describe(schedule: dict) -> str:
@@ -207,6 +214,4 @@ def _describe(schedule: dict) -> str:
             f" (each run exports the previous {schedule['period']}) into {schedule['directory']}")
 
 
-def _when(ms: int | None) -> str:
-    return "-" if ms is None else iso_utc(ms)[:16].replace("T", " ") + " UTC"
 

@@ -7,8 +7,8 @@ import secrets
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from tally.dashboard.accounts import authenticate, create_account, find_account, set_password
 from tally.ingest.keys import add_api_key, create_app
+from tally.store.accounts import authenticate, create_account, find_account, hash_password, set_password
 from tally.store.models import App
 from tally.store.read_tokens import create_read_token
 from tally.store.settings import Settings
@@ -24,7 +24,7 @@ def ensure_demo_app(engine: Engine, settings: Settings) -> dict[str, str]:
     with Session(engine) as db:
         app = db.exec(select(App).where(App.name == DEMO_APP)).first()
         same_store = app is not None and saved.get("app_key") == app.app_key
-        if same_store and authenticate(db, email=DEMO_EMAIL, password=saved.get("dashboard_password", "")):
+        if same_store and authenticate(db, email=DEMO_EMAIL, password=saved.get("dashboard_password", ""))[0]:
             return saved
         if app is None:
             app, api_key = create_app(db, name=DEMO_APP)
@@ -36,9 +36,9 @@ def ensure_demo_app(engine: Engine, settings: Settings) -> dict[str, str]:
             db, name="demo")
         password = secrets.token_urlsafe(12)
         if find_account(db, email=DEMO_EMAIL) is None:
-            create_account(db, email=DEMO_EMAIL, password=password, is_admin=True)
+            create_account(db, email=DEMO_EMAIL, password_hash=hash_password(password), role="admin")
         else:
-            set_password(db, email=DEMO_EMAIL, password=password)
+            set_password(db, email=DEMO_EMAIL, password_hash=hash_password(password))
         keys = {"app_key": app.app_key, "api_key": api_key,
                 "read_token": read_token,
                 "dashboard_email": DEMO_EMAIL, "dashboard_password": password}

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from tally.ingest.batch import BatchStore
-from tally.ingest.keys import KeyVerifier, add_api_key, create_app
+from tally.ingest.batch import store_batch
+from tally.ingest.keys import VerifiedApp, add_api_key, create_app
 from tally.ingest.prepare import prepare
 from tally.ingest.service import parse_payload
-from tally.store.models import App
+from tally.store.engine import writing
+from tally.store.models import App, id_of
 from tally.store.settings import Settings
 
 QUESTIONS = ["How do I reset my password?", "Summarise this contract clause in plain words.",
@@ -32,16 +33,17 @@ APPS = ["support-bot", "code-assistant", "marketing-writer"]
 
 @dataclass
 class DemoApp:
+    app_id: int
     app_key: str
     api_key: str
 
 
 def load_demo(engine: Engine, settings: Settings, *, interactions: int, days: int = 30, seed: int = 7) -> int:
-    """Store `interactions` synthetic interactions over the last `days` days; returns how many were stored."""
+    """Store `interactions` synthetic interactions over the last `days` days; returns how many were stored (a
+    generated response id that repeats one already stored is a retry, and is not stored again)."""
     rng = random.Random(seed)
     apps = _demo_apps(engine)
-    verifier = KeyVerifier(engine, ttl_seconds=60)
-    store = BatchStore()
+    verified = {app.app_key: VerifiedApp(app.app_id, None) for app in apps}
     now = int(time.time() * 1000)
     payloads = list(_traffic(rng, apps, interactions, now - days * 86_400_000, now))
     payloads.sort(key=lambda p: p["timestamps"]["request"])
@@ -50,11 +52,10 @@ def load_demo(engine: Engine, settings: Settings, *, interactions: int, days: in
         jobs = []
         for body in payloads[start:start + 500]:
             payload = parse_payload(body)
-            app = verifier.verify(payload.reconify.appKey, payload.reconify.apiKey)
-            jobs.append(prepare(payload, app=app, received_at=int(time.time() * 1000),
+            jobs.append(prepare(payload, app=verified[payload.reconify.appKey], received_at=int(time.time() * 1000),
                                 default_timeout_minutes=settings.default_session_timeout_minutes))
-        with engine.begin() as conn:
-            stored += len(store.store(conn, jobs))
+        with writing(engine).begin() as conn:
+            stored += sum(1 for result in store_batch(conn, jobs) if not result.duplicate)
     return stored
 
 
@@ -67,7 +68,7 @@ def _demo_apps(engine: Engine) -> list[DemoApp]:
                 app, api_key = create_app(db, name=f"demo-{name}")
             else:
                 api_key = add_api_key(db, app=app)
-            apps.append(DemoApp(app.app_key, api_key))
+            apps.append(DemoApp(id_of(app), app.app_key, api_key))
         db.commit()
     return apps
 

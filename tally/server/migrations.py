@@ -6,7 +6,7 @@ from alembic import command
 from alembic.config import Config
 
 import tally.migrations
-from tally.store.engine import build_engine
+from tally.store.engine import build_engine, serialise
 from tally.store.settings import Settings
 
 
@@ -18,10 +18,12 @@ def alembic_config() -> Config:
 
 
 def upgrade(settings: Settings, revision: str = "head") -> None:
-    """Migrate the store named by `settings`, in one transaction, on a connection of its own."""
+    """Migrate the store named by `settings`, in one transaction, on a connection of its own. Replicas starting
+    together on one PostgreSQL take turns: the first migrates, the others then find the store at head."""
     engine = build_engine(settings, foreign_keys=False)
     try:
         with engine.begin() as connection:
+            serialise(connection, ["tally:migrations"])
             config = alembic_config()
             config.attributes["connection"] = connection
             command.upgrade(config, revision)

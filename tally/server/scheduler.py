@@ -1,54 +1,83 @@
-"""The background scheduler: APScheduler 3 runs the analytics refresh every few seconds, one run at a time, and
-the export schedules, whose jobs live in the database so that they survive a restart."""
+"""The background scheduler: APScheduler 3 runs the analytics refresh every few seconds and the export ticker,
+each one run at a time, in every server; the exports' claims live in the store (see `exports.ticker`)."""
 
 import logging
-from datetime import datetime, timezone
+import threading
+from datetime import UTC, datetime
 
-from apscheduler.jobstores.memory import MemoryJobStore
+import httpx
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine
+from sqlmodel import Session
 
+from tally.analytics.budgets import BudgetRule
 from tally.analytics.service import Analytics
-from tally.server.export_jobs import (JOBSTORE, ExportRuntime, forget_exports, job_store, start_exports,
-                                      stop_exports)
+from tally.exports.ticker import tick
+from tally.server import alerting
+from tally.store.budgets import list_budgets
+from tally.store.logs import QuietLog
+from tally.store.models import id_of
 
 log = logging.getLogger(__name__)
 
 
-def start_scheduler(analytics: Analytics, engine: Engine) -> tuple[BackgroundScheduler, ExportRuntime]:
-    scheduler = BackgroundScheduler(timezone=timezone.utc,
-                                    jobstores={"default": MemoryJobStore(), JOBSTORE: job_store(engine)})
-    scheduler.add_job(
-        _refresh, "interval", args=[analytics], id="analytics-refresh",
-        seconds=analytics.settings.analytics_refresh_seconds, next_run_time=datetime.now(timezone.utc),
-        max_instances=1, coalesce=True, misfire_grace_time=None,
-    )
-    # Paused until the export jobs match the schedules: a missed export is caught up only once they do.
-    scheduler.start(paused=True)
-    try:
-        exports = start_exports(scheduler, engine, analytics, sync_seconds=analytics.settings.export_sync_seconds)
-    except BaseException:
-        scheduler.shutdown(wait=False)
-        raise
-    scheduler.resume()
-    return scheduler, exports
+class Scheduler:
+    def __init__(self, analytics: Analytics, engine: Engine) -> None:
+        settings = analytics.settings
+        self._analytics, self._engine, self._replica = analytics, engine, settings.replica_name
+        self.stopping = threading.Event()
+        self._refresh_log, self._export_log = QuietLog(log), QuietLog(log)
+        self._scheduler = BackgroundScheduler(timezone=UTC)
+        self._scheduler.add_job(self._refresh, "interval", id="analytics-refresh",
+                                seconds=settings.analytics_refresh_seconds, next_run_time=datetime.now(UTC),
+                                max_instances=1, coalesce=True, misfire_grace_time=None)
+        self._scheduler.add_job(self._exports, "interval", id="export-ticker", seconds=settings.export_sync_seconds,
+                                next_run_time=datetime.now(UTC), max_instances=1, coalesce=True,
+                                misfire_grace_time=None)
+        self._alert_log, self._webhooks = QuietLog(log), httpx.Client(follow_redirects=False)
+        self._scheduler.add_job(self._alerts, "interval", id="alert-deliveries",
+                                seconds=settings.alert_delivery_seconds, max_instances=1, coalesce=True,
+                                misfire_grace_time=None)
+
+    def start(self) -> None:
+        self._scheduler.start()
+
+    def stop(self) -> None:
+        """No new run starts, a running export gives up at its next page (recorded as failed), then it stops. A
+        fire that falls due meanwhile stays due in the store, so the next tick of any server catches it up."""
+        self.stopping.set()
+        self._scheduler.shutdown(wait=True)
+        self._webhooks.close()
+
+    def _refresh(self) -> None:
+        try:
+            report = self._analytics.refresh()
+            self._analytics.count_budgets(budget_rules(self._engine))
+        except Exception as error:  # retried at the next tick; it must not stop the scheduler
+            self._refresh_log.failure("analytics refresh failed", error)
+            return
+        try:
+            alerting.evaluate(self._engine, self._analytics)
+        except Exception as error:
+            self._alert_log.failure("reading the alert rules failed", error)
+        if report.interactions or report.deleted or report.full_rollup:
+            log.info("analytics refresh: %d interactions, %d deleted, full rollup %s, %.3f s",
+                     report.interactions, report.deleted, report.full_rollup, report.seconds)
+
+    def _alerts(self) -> None:
+        try:
+            alerting.deliver_due(self._engine, self._webhooks)
+        except Exception as error:  # a store that cannot answer now: the next tick tries again
+            self._alert_log.failure("delivering alerts failed", error)
+
+    def _exports(self) -> None:
+        try:
+            tick(self._engine, self._analytics, replica=self._replica, should_stop=self.stopping.is_set)
+        except Exception as error:  # a store that cannot answer now: the next tick tries again
+            self._export_log.failure("looking for due exports failed", error)
 
 
-def stop_scheduler(scheduler: BackgroundScheduler, exports: ExportRuntime) -> None:
-    """No new run starts, a running export gives up at its next page (recorded as failed), then the scheduler
-    stops. A run that falls due meanwhile keeps its next run time, so the next start catches it up."""
-    scheduler.pause()
-    stop_exports(exports)
-    scheduler.shutdown(wait=True)
-    forget_exports(exports)
-
-
-def _refresh(analytics: Analytics) -> None:
-    try:
-        report = analytics.refresh()
-    except Exception:  # a failed refresh is retried at the next tick; it must not stop the scheduler
-        log.exception("analytics refresh failed")
-        return
-    if report.interactions or report.deleted or report.full_rollup:
-        log.info("analytics refresh: %d interactions, %d deleted, full rollup %s, %.3f s",
-                 report.interactions, report.deleted, report.full_rollup, report.seconds)
+def budget_rules(engine: Engine) -> list[BudgetRule]:
+    with Session(engine) as db:
+        return [BudgetRule(id_of(b), b.app_id, b.per_user, b.metric, b.limit_value, b.period, b.model, b.warn_at)
+                for b in list_budgets(db, apps=None)]

@@ -1,8 +1,10 @@
 """Builds the SQLAlchemy engine; every SQLite/PostgreSQL connection difference lives here."""
 
+import hashlib
+from collections.abc import Iterable, Sequence
 from functools import partial
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 
 from tally.store.settings import Settings
 
@@ -27,11 +29,13 @@ def build_engine(settings: Settings, *, foreign_keys: bool = True) -> Engine:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         # The driver's own transaction handling skips DDL and begins late; SQLAlchemy's documented recipe:
         # driver autocommit, and an explicit BEGIN whenever SQLAlchemy begins, so DDL is transactional too.
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
+                               hide_parameters=True)
         event.listen(engine, "connect", partial(_sqlite_pragmas, foreign_keys=foreign_keys))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    # hide_parameters: an error's text must never carry bound values (prompts, user ids) into logs or answers.
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, hide_parameters=True)
 
 
 def writing(engine: Engine) -> Engine:
@@ -55,3 +59,61 @@ def _sqlite_pragmas(dbapi_connection, _record, *, foreign_keys: bool) -> None:
     cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def transient_failure(error: BaseException) -> bool:
+    """Whether a failed write may succeed if retried: the store was unreachable, locked, out of space or I/O
+    failed (SQLite and PostgreSQL both raise these as OperationalError), not that it refused the data itself."""
+    if isinstance(error, (exc.OperationalError, exc.InterfaceError, exc.TimeoutError)):
+        return True
+    return isinstance(error, exc.DBAPIError) and error.connection_invalidated
+
+
+def failure_reason(error: BaseException) -> str:
+    """A one-line account of a failed write for clients and logs: the driver's message, never the statement or
+    its parameters (which hold prompts and user ids)."""
+    original = getattr(error, "orig", None) or error
+    first_line = (str(original).strip().splitlines() or [""])[0]
+    return f"{type(original).__name__}: {first_line}"[:300]
+
+
+def serialise(connection: Connection, keys: Iterable[str]) -> None:
+    """Hold, until the transaction ends, a lock on each of `keys` (names of things a storing transaction decides:
+    a user identity, a session key, a response id), so that replicas writing to one PostgreSQL take turns on
+    them. Locks are taken in one fixed order, so two transactions never wait on each other in a cycle. On SQLite
+    the storing transaction already holds the database's only write lock (BEGIN IMMEDIATE), so nothing is needed.
+    """
+    if connection.dialect.name != "postgresql":
+        return
+    ids = sorted({_lock_id(key) for key in keys})
+    if ids:
+        connection.execute(_LOCK_IN_ORDER, {"ids": ids})
+
+
+def _lock_id(key: str) -> int:
+    """A 64-bit advisory lock id for `key` (two keys sharing one only take turns needlessly; nothing breaks)."""
+    return int.from_bytes(hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big",
+                          signed=True)
+
+
+# The aggregate consumes the sorted subquery in order, so the locks are taken in ascending id order.
+_LOCK_IN_ORDER = text("SELECT count(pg_advisory_xact_lock(id)) FROM "
+                      "(SELECT id FROM unnest(CAST(:ids AS bigint[])) AS id ORDER BY id) AS ordered")
+
+
+def others_wrote_since(connection: Connection) -> int | None:
+    """A number that changes whenever another connection commits to the store (SQLite's `data_version`): while
+    it stays the same, what this connection's process remembers of the store is still true. None on PostgreSQL,
+    where other processes may write at any time: remember nothing there."""
+    if connection.dialect.name != "sqlite":
+        return None
+    return connection.exec_driver_sql("PRAGMA data_version").scalar_one()
+
+
+def update_rows(connection: Connection, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
+    """`UPDATE table SET column = …, … WHERE id = …` for each row (its values in `columns` order, then its id),
+    through the driver's own executemany: for many small updates, SQLAlchemy's per-row parameter handling costs
+    more than the updates themselves. `table` and `columns` are names from our models, never input."""
+    mark = "?" if connection.dialect.name == "sqlite" else "%s"
+    connection.exec_driver_sql(f"UPDATE {table} SET {', '.join(f'{name} = {mark}' for name in columns)} "
+                               f"WHERE id = {mark}", rows)

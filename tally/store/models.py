@@ -1,6 +1,6 @@
 """The SQLModel tables. Times are integer milliseconds since the epoch, as in the Reconify payload."""
 
-from sqlalchemy import BigInteger, Column, Float, ForeignKey, Index, LargeBinary, Text, Unicode, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, Table, Text, Unicode, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from tally.store.types import BigId
@@ -12,6 +12,11 @@ def _millis(nullable: bool = False, index: bool = False):
 
 def _text(nullable: bool = True):
     return Field(default=None if nullable else "", sa_column=Column(Text, nullable=nullable))
+
+
+def _app_ids():
+    """The ids of the apps a token or account is limited to, as a JSON list; NULL: every app."""
+    return Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 def _primary_key():
@@ -33,6 +38,19 @@ class App(SQLModel, table=True):
     app_key: str = Field(max_length=64, unique=True)
     session_timeout_minutes: float | None = None
     created_at: int = _millis()
+    # Ingest limits; None: the server's defaults (TALLY_APP_MAX_*), 0: no limit.
+    max_per_second: float | None = None
+    max_bytes_per_second: float | None = None
+
+
+class AppRate(SQLModel, table=True):
+    """An ingest limit's bucket, shared by every replica: the theoretical arrival time (epoch ms) of GCRA."""
+
+    __tablename__ = "app_rate"
+
+    app_id: int = Field(sa_column=Column(BigId, ForeignKey("app.id", ondelete="CASCADE"), primary_key=True))
+    kind: str = Field(max_length=16, primary_key=True)  # interactions or bytes
+    tat: float = 0.0
 
 
 class ApiKey(SQLModel, table=True):
@@ -49,7 +67,8 @@ class ApiKey(SQLModel, table=True):
 
 
 class ReadToken(SQLModel, table=True):
-    """A bearer token for the read API; only its SHA-256 is kept."""
+    """A bearer token for the APIs; only its SHA-256 is kept. `scope` is what it may do: `read` (the read API and
+    CSV downloads), `export` (also export schedules) or `admin` (everything)."""
 
     __tablename__ = "read_token"
 
@@ -57,8 +76,12 @@ class ReadToken(SQLModel, table=True):
     name: str = Field(max_length=200)
     prefix: str = Field(max_length=16)
     token_hash: str = Field(max_length=64, unique=True)
+    scope: str = Field(default="read", max_length=16, sa_column_kwargs={"server_default": "read"})
     created_at: int = _millis()
+    expires_at: int | None = _millis(nullable=True)
+    last_used_at: int | None = _millis(nullable=True)
     revoked_at: int | None = _millis(nullable=True)
+    apps: list[int] | None = _app_ids()
 
 
 class EndUser(SQLModel, table=True):
@@ -80,16 +103,25 @@ class EndUser(SQLModel, table=True):
     phone: str | None = Field(default=None, max_length=64)
     gender: str | None = Field(default=None, max_length=64)
     is_authenticated: bool | None = None
+    # When each profile field got its value (the request time of the interaction that brought it): a field keeps
+    # its latest non-empty value by request time, whatever order interactions arrive in.
+    email_at: int | None = _millis(nullable=True)
+    first_name_at: int | None = _millis(nullable=True)
+    last_name_at: int | None = _millis(nullable=True)
+    phone_at: int | None = _millis(nullable=True)
+    gender_at: int | None = _millis(nullable=True)
+    is_authenticated_at: int | None = _millis(nullable=True)
     profile_at: int = _millis()
     created_at: int = _millis()
     updated_at: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, index=True, server_default="0"))
 
 
 class InteractionSession(SQLModel, table=True):
-    """A group of interactions; `merged_into` points at the survivor when a late arrival joins two."""
+    """A group of interactions; `merged_into` points at the survivor when a late arrival joins two. An explicit
+    session id (`external_id`) names one session, or several when its payloads carry a timeout."""
 
     __tablename__ = "interaction_session"
-    __table_args__ = (UniqueConstraint("app_id", "external_id"),)
+    __table_args__ = (Index("ix_interaction_session_app_external", "app_id", "external_id"),)
 
     id: int | None = _primary_key()
     app_id: int = _reference("app", nullable=False)
@@ -129,13 +161,14 @@ class Interaction(SQLModel, table=True):
     finish_reason: str | None = Field(default=None, max_length=64)
     request_at: int = _millis()
     response_at: int = _millis()
-    latency_ms: int = 0
+    latency_ms: int | None = None  # None: unknown (no response time, or one before the request)
     image_count: int = 0
     is_error: bool = False
     response_ref: str | None = Field(default=None, max_length=255)
     client_version: str | None = Field(default=None, max_length=64)
     request_json: str = _text(nullable=False)
     response_json: str = _text(nullable=False)
+    malformed: str | None = _text()  # JSON [{"field", "message"}]: where the response lacked its format's shape
     received_at: int = _millis()
     updated_at: int = _millis(index=True)
 
@@ -163,9 +196,12 @@ class DashboardAccount(SQLModel, table=True):
     id: int | None = _primary_key()
     email: str = Field(max_length=320, unique=True)  # lower-cased
     password_hash: str = Field(max_length=255)
-    is_admin: bool = False
+    # viewer: pages and figures; analyst: also CSV downloads and export schedules; admin: also accounts.
+    role: str = Field(default="viewer", max_length=16, sa_column_kwargs={"server_default": "viewer"})
     created_at: int = _millis()
     password_changed_at: int = _millis()
+    disabled_at: int | None = _millis(nullable=True)  # a disabled account cannot log in; its logins ended
+    apps: list[int] | None = _app_ids()
 
 
 class DashboardLogin(SQLModel, table=True):
@@ -190,9 +226,12 @@ class ExportSchedule(SQLModel, table=True):
     cron: str = Field(max_length=200)
     timezone: str = Field(max_length=64)
     app_id: int | None = _reference("app")
-    directory: str = _text(nullable=False)  # absolute, or relative to the data directory
+    directory: str = _text(nullable=False)  # absolute, or relative to the exports folder (TALLY_EXPORTS_DIR)
     include_raw: bool = False
     created_at: int = _millis()
+    # The next time the crontab fires. A replica that moves it on (compare-and-set) has claimed that fire.
+    next_run_at: int | None = _millis(nullable=True)
+    created_by: str | None = Field(default=None, sa_column=Column(Unicode(400), nullable=True))  # audit's actor
 
 
 class ExportRun(SQLModel, table=True):
@@ -213,13 +252,124 @@ class ExportRun(SQLModel, table=True):
     bytes: int | None = Field(default=None, sa_column=Column(BigInteger))
     file: str | None = _text()
     error: str | None = _text()
+    replica: str | None = Field(default=None, max_length=200)  # which server process wrote it
+    heartbeat_at: int | None = _millis(nullable=True)  # a running run's last sign of life; stale, it is taken over
 
 
-class ExportJob(SQLModel, table=True):
-    """APScheduler's job table (`SQLAlchemyJobStore`), declared here so that a migration creates it."""
+class InstanceSecret(SQLModel, table=True):
+    """A secret every replica must share (the key that signs dashboard cookies), made once by the first."""
 
-    __tablename__ = "export_job"
+    __tablename__ = "instance_secret"
 
-    id: str = Field(sa_column=Column(Unicode(191), primary_key=True))
-    next_run_time: float | None = Field(default=None, sa_column=Column(Float(25), index=True))
-    job_state: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    name: str = Field(sa_column=Column(Unicode(64), primary_key=True))
+    value: str = Field(max_length=200)
+
+
+class LoginThrottle(SQLModel, table=True):
+    """Login attempts per email or client address, counted atomically in the store, so every replica sees them."""
+
+    __tablename__ = "login_throttle"
+
+    key: str = Field(sa_column=Column(Unicode(400), primary_key=True))
+    attempts: int = 0  # in the window that started at `window_start`
+    window_start: int = _millis()
+    blocked_until: int = _millis()
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """A model's SQLAlchemy table, for Core statements (SQLModel declares `__table__` for its type checker not)."""
+    return model.__table__  # type: ignore[attr-defined]
+
+
+def id_of(row: SQLModel) -> int:
+    """The id of a row already flushed to the store (SQLModel types ids as optional, for rows not yet added)."""
+    value = getattr(row, "id", None)
+    if not isinstance(value, int):
+        raise ValueError(f"this {type(row).__name__} has no id yet: flush it first")
+    return value
+
+
+class AuditEvent(SQLModel, table=True):
+    """One change to who may do what (tokens, accounts, app keys, export schedules) or one login attempt: who did
+    it (`actor`), from where, to what. Never a secret: names and shown prefixes only."""
+
+    __tablename__ = "audit_event"
+
+    id: int | None = _primary_key()
+    at: int = _millis(index=True)
+    actor: str = Field(sa_column=Column(Unicode(400), nullable=False))
+    action: str = Field(sa_column=Column(Unicode(64), nullable=False))
+    target: str | None = Field(default=None, sa_column=Column(Unicode(400), nullable=True))
+    address: str | None = Field(default=None, sa_column=Column(Unicode(64), nullable=True))
+    detail: str | None = Field(default=None, sa_column=Column(Unicode, nullable=True))  # JSON
+
+
+class Budget(SQLModel, table=True):
+    """A cap on an app's tokens or cost per calendar period (in the analytics time zone), for the app as a whole
+    or for each of its end users, optionally for one model; `warn_at` is the share of the limit that warns."""
+
+    __tablename__ = "budget"
+
+    id: int | None = _primary_key()
+    app_id: int = _reference("app", nullable=False, index=True)
+    per_user: bool = False
+    metric: str = Field(max_length=8)  # tokens or cost (USD)
+    limit_value: float
+    period: str = Field(max_length=8)  # hour, day, week or month
+    model: str | None = Field(default=None, max_length=200)
+    warn_at: float = 0.8
+    created_at: int = _millis()
+    created_by: str | None = Field(default=None, sa_column=Column(Unicode(400), nullable=True))
+
+
+class AlertRule(SQLModel, table=True):
+    """What to watch (`kind`: budget, error_rate, latency, unpriced_model, silence), of one app or of all, and
+    the webhook told when it fires and when it resolves; `secret` signs the deliveries (HMAC-SHA256)."""
+
+    __tablename__ = "alert_rule"
+
+    id: int | None = _primary_key()
+    kind: str = Field(max_length=16)
+    app_id: int | None = _reference("app")
+    threshold: float | None = None  # error_rate: percent; latency: p95 ms
+    window_minutes: float = 15
+    webhook_url: str = _text(nullable=False)
+    format: str = Field(default="json", max_length=8)  # json, or slack (a Slack-compatible `text`)
+    secret: str = Field(max_length=64)
+    created_at: int = _millis()
+    created_by: str | None = Field(default=None, sa_column=Column(Unicode(400), nullable=True))
+
+
+class AlertState(SQLModel, table=True):
+    """Where each watched subject of a rule stands (ok, warning, firing); a replica that moves it on (compare-and-
+    set) is the one that records the event, so each crossing is told once."""
+
+    __tablename__ = "alert_state"
+
+    rule_id: int = Field(sa_column=Column(BigId, ForeignKey("alert_rule.id", ondelete="CASCADE"), primary_key=True))
+    subject: str = Field(sa_column=Column(Unicode(400), primary_key=True))
+    level: str = Field(max_length=8)
+    since: int = _millis()
+
+
+class AlertEvent(SQLModel, table=True):
+    """A crossing (warning, firing, resolved) and its delivery to the rule's webhook: attempts, when the next is
+    due, and how it ended (pending, delivered, failed)."""
+
+    __tablename__ = "alert_event"
+    __table_args__ = (Index("ix_alert_event_due", "delivery", "next_attempt_at"),)
+
+    id: int | None = _primary_key()
+    rule_id: int = Field(sa_column=Column(BigId, ForeignKey("alert_rule.id", ondelete="CASCADE"), nullable=False,
+                                          index=True))
+    subject: str = Field(sa_column=Column(Unicode(400), nullable=False))
+    status: str = Field(max_length=8)  # warning, firing or resolved
+    value: float | None = None
+    message: str = _text(nullable=False)
+    at: int = _millis()
+    delivery: str = Field(default="pending", max_length=10)  # pending, delivered or failed
+    attempts: int = 0
+    next_attempt_at: int | None = _millis(nullable=True)
+    last_error: str | None = _text()
+    delivered_at: int | None = _millis(nullable=True)
+

@@ -1,5 +1,7 @@
 """The one validated settings class, read from `TALLY_*` environment variables."""
 
+import os
+import socket
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -20,17 +22,41 @@ class Settings(BaseSettings):
     batch_max_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="Body limit of POST /track/batch.")
     upload_max_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Body limit of POST /upload.")
     default_session_timeout_minutes: float = Field(10, gt=0)
+    body_timeout_seconds: float = Field(30, gt=0, description="A request body must arrive within this time.")
+    max_connections: int = Field(1000, ge=1, description="Connections served at once; more are answered 503.")
 
     writer_max_batch: int = Field(512, ge=1, description="Most interactions committed in one transaction.")
     writer_max_pending: int = Field(20_000, ge=1, description="Queued writes before /track answers 503.")
-    key_cache_seconds: float = Field(5, ge=0, description="How long verified keys are trusted before a reload.")
+    key_cache_seconds: float = Field(5, ge=0, description="How long verified keys and app limits are trusted "
+                                                          "before a reload.")
+    app_max_interactions_per_second: float = Field(
+        0, ge=0, description="Interactions one app may send a second, over every replica (429 beyond); 0: no "
+                             "limit. `tally apps set-limit` overrides it per app.")
+    app_max_bytes_per_second: float = Field(
+        0, ge=0, description="Request bytes one app may send a second (429 beyond); 0: no limit.")
 
     analytics_refresh_seconds: float = Field(5, gt=0, description="How often DuckDB catches up with the store.")
+    analytics_verify_seconds: float = Field(
+        300, ge=0, description="How often a refresh also checks DuckDB holds exactly the store's interactions "
+                               "(deletions show then); 0: at every refresh.")
     analytics_timezone: str = Field("UTC", description="IANA zone in which hours, days and weeks are counted.")
     prices_file: Path | None = Field(None, description="A CSV of model prices extending or overriding the shipped one.")
-    export_sync_seconds: float = Field(10, gt=0, description="How soon the server runs schedules added by the CLI.")
+    export_sync_seconds: float = Field(10, gt=0, description="How often each server looks for export schedules due.")
+    alert_delivery_seconds: float = Field(2, gt=0, description="How often each server posts the alerts due to their "
+                                                               "webhooks.")
+    export_schedules_max: int = Field(20, ge=1, description="Export schedules one API token or dashboard account may "
+                                                            "have (the command line has no limit).")
+    export_min_interval_minutes: float = Field(60, ge=1, description="The shortest time between two fires of a "
+                                                                     "crontab added through the API or dashboard.")
+    exports_dir: Path | None = Field(None, description="Where scheduled CSV files go, shared by every replica; "
+                                                       "empty: `exports` in the data directory.")
+    replica: str = Field("", description="This server's name in export run history; empty: host name and pid.")
+    workers: int = Field(1, ge=1, description="Processes `tally serve` runs (PostgreSQL only); each keeps its own "
+                                              "DuckDB file.")
+    trusted_proxies: str = Field("", description="Addresses or CIDRs of reverse proxies whose X-Forwarded-For is "
+                                                 "believed, comma-separated; empty: none (not even loopback).")
 
-    secret_key: str = Field("", description="Signs dashboard cookies; empty: generated once into the data directory.")
+    secret_key: str = Field("", description="Signs dashboard cookies; empty: generated once and kept in the store.")
     login_hours: float = Field(168, gt=0, description="How long a dashboard login lasts.")
 
     @field_validator("database_url")
@@ -58,6 +84,14 @@ class Settings(BaseSettings):
     @property
     def uploads_dir(self) -> Path:
         return self.data_dir / "uploads"
+
+    @property
+    def exports_folder(self) -> Path:
+        return self.exports_dir if self.exports_dir is not None else self.data_dir / "exports"
+
+    @property
+    def replica_name(self) -> str:
+        return self.replica or f"{socket.gethostname()}:{os.getpid()}"
 
     @property
     def analytics_path(self) -> Path:

@@ -3,19 +3,20 @@
 import re
 from typing import Any
 
-from tally.ingest.normalised import Message, Normalised, as_int, chat_messages, dig, has_error, optional_str, text_of
+from tally.ingest.normalised import Message, Normalised, chat_messages, dig, has_error, json_text, optional_str, text_of
 
 TYPES = ("chat", "completion")
 _TURN = re.compile(r"\n\n(Human|Assistant):")
+_INPUT_PARTS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
 
 
 def normalise(kind: str, request: dict[str, Any], response: Any) -> Normalised:
-    result = Normalised(
-        model=optional_str(dig(response, "model")) or optional_str(request.get("model")),
-        is_error=has_error(response),
-        response_ref=optional_str(dig(response, "id")),
-        finish_reason=optional_str(dig(response, "stop_reason")),
-    )
+    result = Normalised(is_error=has_error(response))
+    if response is not None and not isinstance(response, dict):
+        result.problem("response", "must be a JSON object")
+    result.model = optional_str(dig(response, "model")) or optional_str(request.get("model"))
+    result.response_ref = optional_str(dig(response, "id"))
+    result.finish_reason = optional_str(dig(response, "stop_reason"))
     if kind == "chat":
         messages_body(result, request, response)
     else:
@@ -24,19 +25,19 @@ def normalise(kind: str, request: dict[str, Any], response: Any) -> Normalised:
     return result.settle_usage(chat=kind == "chat")
 
 
-def messages_body(result: Normalised, request: dict[str, Any], response: Any) -> None:
-    """Fill messages, output and usage from a Messages API request/response (also used by Bedrock)."""
+def messages_body(result: Normalised, request: dict[str, Any], response: Any, *, at: str = "response") -> None:
+    """Fill messages, output and usage from a Messages API request/response (also used by Bedrock, whose
+    response sits at `at`)."""
     system = text_of(request.get("system"))
     result.messages = ([Message("system", system)] if system else []) + chat_messages(request.get("messages"))
     result.output_text = _output(dig(response, "content"))
-    usage = dig(response, "usage") or {}
-    if isinstance(usage, dict) and as_int(usage.get("input_tokens")) is not None:
-        result.prompt_tokens = sum(
-            as_int(usage.get(key)) or 0
-            for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-        )
-        result.completion_tokens = as_int(usage.get("output_tokens"))
-        result.cached_prompt_tokens = as_int(usage.get("cache_read_input_tokens"))
+    if result.shaped(response, "usage", kind=dict, at=at) is None:
+        return
+    parts = [result.count(response, "usage", key, at=at) for key in _INPUT_PARTS]
+    if parts[0] is not None:
+        result.prompt_tokens = sum(part or 0 for part in parts)
+        result.completion_tokens = result.count(response, "usage", "output_tokens", at=at)
+        result.cached_prompt_tokens = parts[2]
 
 
 def _output(content: Any) -> str:
@@ -45,7 +46,7 @@ def _output(content: Any) -> str:
     parts = []
     for block in content:
         if isinstance(block, dict) and block.get("type") == "tool_use":
-            parts.append(f"{block.get('name')}({block.get('input')})")
+            parts.append(f"{optional_str(block.get('name'))}({json_text(block.get('input'))})")
         else:
             parts.append(text_of(block))
     return "\n".join(filter(None, parts))

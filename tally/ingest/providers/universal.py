@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from tally.ingest.normalised import Message, Normalised, as_int, chat_messages, dig, optional_str, text_of
+from tally.ingest.normalised import Message, Normalised, chat_messages, dig, optional_str, text_of
 from tally.ingest.providers import openai
 
 TYPES = ("chat", "completion")
@@ -21,9 +21,12 @@ def normalise(kind: str, request: Any, response: Any) -> Normalised:
         output_text=_output(response),
         is_error=isinstance(response, dict) and bool(response.get("error")),
         response_ref=optional_str(dig(response, "id")),
-        prompt_tokens=as_int(dig(response, "usage", "prompt_tokens") or dig(response, "usage", "input_tokens")),
-        completion_tokens=as_int(dig(response, "usage", "completion_tokens") or dig(response, "usage", "output_tokens")),
     )
+    if result.shaped(response, "usage", kind=dict) is not None:
+        for names, attribute in ((("prompt_tokens", "input_tokens"), "prompt_tokens"),
+                                 (("completion_tokens", "output_tokens"), "completion_tokens")):
+            name = next((n for n in names if dig(response, "usage", n) is not None), names[0])
+            setattr(result, attribute, result.count(response, "usage", name))
     return result.settle_usage(chat=kind == "chat")
 
 

@@ -5,8 +5,8 @@ Revises: 2026_11_22_initial
 Create Date: 2026-11-22 05:00:00
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = "2026_11_22_analytics"
 down_revision = "2026_11_22_initial"

@@ -1,13 +1,12 @@
 """Initial schema: apps, keys, read tokens, end users, sessions, interactions and images.
 
 Revision ID: 2026_11_22_initial
-Revises: 
+Revises:
 Create Date: 2026-11-22 04:43:38.336505
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '2026_11_22_initial'
 down_revision = None

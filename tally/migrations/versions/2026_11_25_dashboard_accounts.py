@@ -5,8 +5,8 @@ Revises: 2026_11_22_analytics
 Create Date: 2026-11-25 09:37:41
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = "2026_11_25_dashboard"
 down_revision = "2026_11_22_analytics"

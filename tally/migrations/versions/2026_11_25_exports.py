@@ -5,8 +5,8 @@ Revises: 2026_11_25_dashboard
 Create Date: 2026-11-25 09:00:00
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = "2026_11_25_exports"
 down_revision = "2026_11_25_dashboard"
