@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
+from tally.ingest.redaction import Policy
 from tally.store.models import ApiKey, App, id_of
 from tally.store.secrets import display_prefix, hash_secret, new_secret, now_ms
 
@@ -68,6 +69,15 @@ def set_limits(db: Session, *, app: App, per_second: float | None, bytes_per_sec
     return app
 
 
+def set_redaction(db: Session, *, app: App, policy: Policy | None) -> App:
+    """The app's own redaction policy (None: the server's), in force on every replica within
+    TALLY_KEY_CACHE_SECONDS. Interactions stored before keep what they were stored with."""
+    app.redaction = policy.to_json() if policy is not None else None
+    db.add(app)
+    db.flush()
+    return app
+
+
 def find_app(db: Session, name_or_key: str) -> App:
     app = db.exec(select(App).where((App.name == name_or_key) | (App.app_key == name_or_key))).first()
     if app is None:
@@ -85,6 +95,7 @@ class VerifiedApp:
     session_timeout_minutes: float | None
     max_per_second: float | None = None  # the app's own ingest limits; None: the server's defaults
     max_bytes_per_second: float | None = None
+    redaction: Policy | None = None  # the app's own; None: the server's
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,14 +155,16 @@ class KeyVerifier:
 
     def _load(self) -> None:
         query = sa_select(col(App.id), col(App.app_key), col(App.session_timeout_minutes), col(App.max_per_second),
-                          col(App.max_bytes_per_second), col(ApiKey.key_hash)).join(
+                          col(App.max_bytes_per_second), col(App.redaction), col(ApiKey.key_hash)).join(
             ApiKey, (col(ApiKey.app_id) == col(App.id)) & col(ApiKey.revoked_at).is_(None), isouter=True
         )
         hashes: dict[str, list[str]] = {}
         apps: dict[str, VerifiedApp] = {}
         with self._engine.connect() as connection:
-            for app_id, app_key, timeout, per_second, bytes_per_second, key_hash in connection.execute(query):
-                apps[app_key] = VerifiedApp(int(app_id or 0), timeout, per_second, bytes_per_second)
+            for app_id, app_key, timeout, per_second, bytes_per_second, redaction, key_hash in \
+                    connection.execute(query):
+                policy = Policy.parse(redaction) if redaction is not None else None
+                apps[app_key] = VerifiedApp(int(app_id or 0), timeout, per_second, bytes_per_second, policy)
                 hashes.setdefault(app_key, [])
                 if key_hash:
                     hashes[app_key].append(key_hash)

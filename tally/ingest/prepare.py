@@ -9,6 +9,7 @@ import orjson
 from tally.ingest.keys import VerifiedApp
 from tally.ingest.normalised import PayloadRejected, rejected
 from tally.ingest.providers import SUPPORTED_TYPES, normalise
+from tally.ingest.redaction import Redactor
 from tally.ingest.wire import FILENAME_PATTERN, TrackPayload, UserFields
 from tally.store.limits import MAX_FUTURE_MS, MAX_LATENCY_MS
 
@@ -57,12 +58,20 @@ def times(payload: TrackPayload, received_at: int) -> tuple[int, int, int | None
     return request_at, response, response - request
 
 
-def prepare(payload: TrackPayload, *, app: VerifiedApp, received_at: int,
-            default_timeout_minutes: float) -> PreparedInteraction:
-    """The row for `payload`; raises PayloadRejected naming the field when a value cannot be stored."""
+def prepare(payload: TrackPayload, *, app: VerifiedApp, received_at: int, default_timeout_minutes: float,
+            redactor: Redactor | None = None) -> PreparedInteraction:
+    """The row for `payload`; raises PayloadRejected naming the field when a value cannot be stored. With a
+    `redactor`, the texts and raw JSON are stored redacted and the numbers are those of what was sent."""
     header = payload.reconify
     request_at, response_at, latency_ms = times(payload, received_at)
     normalised = normalise(header.format, header.type, payload.request, payload.response)
+    request, response, input_text, output_text = payload.request, payload.response, normalised.input_text, \
+        normalised.output_text
+    if redactor is not None:
+        # The texts are the redacted JSON's, read again: each value is redacted once, and the same way in both.
+        request, response = redactor.json(request), redactor.json(response)
+        texts = normalise(header.format, header.type, request, response)
+        input_text, output_text = texts.input_text, texts.output_text
     explicit = payload.session is not None
     minutes = payload.session_timeout_minutes
     if minutes is None and not explicit:
@@ -75,8 +84,8 @@ def prepare(payload: TrackPayload, *, app: VerifiedApp, received_at: int,
         "provider": header.format,
         "type": header.type,
         "model": _column_text(normalised.model, 200),
-        "input_text": _column_text(normalised.input_text),
-        "output_text": _column_text(normalised.output_text),
+        "input_text": _column_text(input_text),
+        "output_text": _column_text(output_text),
         "prompt_tokens": normalised.prompt_tokens,
         "cached_prompt_tokens": normalised.cached_prompt_tokens,
         "completion_tokens": normalised.completion_tokens,
@@ -90,8 +99,8 @@ def prepare(payload: TrackPayload, *, app: VerifiedApp, received_at: int,
         "is_error": normalised.is_error,
         "response_ref": response_ref(normalised.response_ref),
         "client_version": header.version[:64] if header.version else None,
-        "request_json": orjson.dumps(payload.request).decode(),
-        "response_json": orjson.dumps(payload.response).decode(),
+        "request_json": orjson.dumps(request).decode(),
+        "response_json": orjson.dumps(response).decode(),
         "malformed": orjson.dumps(normalised.problems).decode() if normalised.problems else None,
         "received_at": received_at,
         "updated_at": received_at,

@@ -12,6 +12,7 @@ from tally.ingest.keys import KeyVerifier, VerifiedApp
 from tally.ingest.normalised import PayloadRejected
 from tally.ingest.prepare import PreparedInteraction, check_format, prepare
 from tally.ingest.rate_limits import RateLimited, RateLimiter, retry_after_seconds
+from tally.ingest.redaction import Redactions
 from tally.ingest.storage_process import StorageFailed
 from tally.ingest.uploads import decode_image, save_upload
 from tally.ingest.wire import ReconifyHeader, TrackPayload, UploadPayload, field_errors, too_deep
@@ -58,6 +59,7 @@ class IngestService:
     verifier: KeyVerifier
     writer: GroupCommitWriter
     limiter: RateLimiter
+    redactions: Redactions
 
     async def admit(self, app: VerifiedApp, *, interactions: int, size: int) -> None:
         """Takes the app's ingest limits (its own, else the server's), or raises a rate_limited Refusal."""
@@ -81,7 +83,8 @@ class IngestService:
         app = await self.authenticate(payload.reconify)
         try:
             return app, prepare(payload, app=app, received_at=received_at,
-                                default_timeout_minutes=self.settings.default_session_timeout_minutes)
+                                default_timeout_minutes=self.settings.default_session_timeout_minutes,
+                                redactor=self.redactions.for_app(app.redaction))
         except PayloadRejected as rejected:
             raise _invalid(rejected.errors) from None
 

@@ -13,13 +13,14 @@ from tally.dashboard.web_session import cookie_signer
 from tally.ingest import readback
 from tally.ingest.keys import KeyVerifier
 from tally.ingest.rate_limits import RateLimiter
+from tally.ingest.redaction import server_redactions
 from tally.ingest.service import IngestService
 from tally.ingest.writer import GroupCommitWriter
 from tally.server.errors import answer_errors
 from tally.server.scheduler import Scheduler
 from tally.store.engine import build_engine
 from tally.store.settings import Settings
-from tally.web import admin_api, alerts_api, analytics_api, budgets_api, exports_api, read_api
+from tally.web import admin_api, alerts_api, analytics_api, budgets_api, exports_api, privacy_api, read_api
 from tally.web.images import image_response
 from tally.web.ingest_routes import IngestFront
 
@@ -40,7 +41,7 @@ def create_api(settings: Settings) -> FastAPI:
             app.state.engine = engine
             app.state.cookie_signer = cookie_signer(settings, engine)
             app.state.ingest = IngestService(settings, KeyVerifier(engine, settings.key_cache_seconds), writer,
-                                             RateLimiter(engine))
+                                             RateLimiter(engine), server_redactions(settings, engine))
             analytics = app.state.analytics = Analytics(settings)
             resources.callback(analytics.close)
             scheduler = app.state.scheduler = Scheduler(analytics, engine)
@@ -56,6 +57,7 @@ def create_api(settings: Settings) -> FastAPI:
                                               image=image_response))
     app.include_router(exports_api.router)
     app.include_router(admin_api.router)
+    app.include_router(privacy_api.router)
     app.include_router(budgets_api.router)
     app.include_router(alerts_api.router)
     answer_errors(app)

@@ -7,11 +7,13 @@ import typer
 from sqlmodel import col, select
 
 from tally.ingest.keys import add_api_key, create_app, find_app, live_keys, revoke_api_keys, set_limits
+from tally.ingest.redaction import Policy
 from tally.server import migrations
 from tally.server.cli_alerts import alerts_app
 from tally.server.cli_audit import audit_trail
 from tally.server.cli_budgets import budgets_app
 from tally.server.cli_exports import export, exports_app
+from tally.server.cli_privacy import apps_set_redaction
 from tally.server.cli_serve import redacted, serve
 from tally.server.cli_store import store
 from tally.server.cli_tokens import tokens_app
@@ -94,7 +96,7 @@ def apps_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON f
         apps = db.exec(select(App).order_by(col(App.id))).all()
         rows = [{"app": a.name, "app_key": a.app_key, "session_timeout_minutes": a.session_timeout_minutes,
                  "api_keys": [k.prefix for k in live_keys(db, app=a)], "max_per_second": a.max_per_second,
-                 "max_bytes_per_second": a.max_bytes_per_second} for a in apps]
+                 "max_bytes_per_second": a.max_bytes_per_second, "redaction": a.redaction} for a in apps]
     if as_json:
         typer.echo(json.dumps(rows))
         return
@@ -102,7 +104,8 @@ def apps_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON f
         limits = ", ".join(f"{value:g} {unit}/s" for value, unit in (
             (row["max_per_second"], "interactions"), (row["max_bytes_per_second"], "bytes")) if value is not None)
         typer.echo(f"{row['app']:<24} {row['app_key']:<30} keys: {', '.join(row['api_keys']) or '-'}"
-                   + (f"  limits: {limits}" if limits else ""))
+                   + (f"  limits: {limits}" if limits else "")
+                   + (f"  redaction: {Policy.parse(row['redaction']).describe()}" if row["redaction"] else ""))
 
 
 @apps_app.command("set-limit")
@@ -123,6 +126,9 @@ def apps_set_limit(
     shown = [f"{value:g} {unit}/s" if value else f"no {unit} limit" for value, unit in (
         (per_second, "interactions"), (bytes_per_second, "bytes")) if value is not None]
     typer.echo(f"{app_name}: {', '.join(shown) or 'the server defaults'}")
+
+
+apps_app.command("set-redaction")(apps_set_redaction)
 
 
 @apps_app.command("rotate-key")

@@ -41,6 +41,9 @@ class App(SQLModel, table=True):
     # Ingest limits; None: the server's defaults (TALLY_APP_MAX_*), 0: no limit.
     max_per_second: float | None = None
     max_bytes_per_second: float | None = None
+    # What redaction hides before anything of the app is written, as {"mode", "detectors", "patterns"}; None: the
+    # server's policy (TALLY_REDACTION_*).
+    redaction: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class AppRate(SQLModel, table=True):

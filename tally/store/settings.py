@@ -3,6 +3,7 @@
 import os
 import socket
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
@@ -34,6 +35,16 @@ class Settings(BaseSettings):
                              "limit. `tally apps set-limit` overrides it per app.")
     app_max_bytes_per_second: float = Field(
         0, ge=0, description="Request bytes one app may send a second (429 beyond); 0: no limit.")
+
+    redaction_mode: Literal["off", "mask", "hash", "drop-body"] = Field(
+        "off", description="What ingest hides in every app's texts and raw JSON before storing: off, mask ([EMAIL]), "
+                           "hash ([EMAIL:9f86d0…], keyed) or drop-body (no text at all). `tally apps set-redaction` "
+                           "overrides it per app.")
+    redaction_detectors: str = Field("email,phone,card,iban,ip,secret",
+                                     description="The built-in detectors mask and hash use, comma-separated.")
+    redaction_patterns: dict[str, str] = Field(
+        default_factory=dict, description='Detectors of your own, as JSON: {"LABEL": "regular expression"}; a '
+                                          "match becomes [LABEL].")
 
     analytics_refresh_seconds: float = Field(5, gt=0, description="How often DuckDB catches up with the store.")
     analytics_verify_seconds: float = Field(
@@ -74,6 +85,11 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Paris") from None
         return value
+
+    def redaction_policy(self) -> dict:
+        """The server's redaction policy in the form an app's is stored in."""
+        detectors = [name.strip() for name in self.redaction_detectors.split(",") if name.strip()]
+        return {"mode": self.redaction_mode, "detectors": detectors, "patterns": self.redaction_patterns}
 
     @model_validator(mode="after")
     def _default_database(self) -> "Settings":

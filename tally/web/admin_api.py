@@ -179,14 +179,15 @@ class AppInfo(BaseModel):
     created_at: int
     max_per_second: float | None
     max_bytes_per_second: float | None
+    redaction: dict | None = Field(description="The app's own redaction policy; null: the server's")
 
 
 def _app_info(app: App) -> AppInfo:
     return AppInfo(id=id_of(app), name=app.name, created_at=app.created_at, max_per_second=app.max_per_second,
-                   max_bytes_per_second=app.max_bytes_per_second)
+                   max_bytes_per_second=app.max_bytes_per_second, redaction=app.redaction)
 
 
-@router.get("/apps", summary="Every app with its ingest limits (never its keys)")
+@router.get("/apps", summary="Every app with its ingest limits and redaction (never its keys)")
 def apps(db: SessionDep, _: AdminTokenDep) -> dict[str, list[AppInfo]]:
     return {"apps": [_app_info(app) for app in db.exec(select(App).order_by(col(App.id))).all()]}
 
