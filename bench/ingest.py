@@ -6,6 +6,7 @@ over them, and prints the aggregate accepted/s against one replica's, each repli
 import argparse
 import importlib.util
 import multiprocessing
+import random
 import secrets
 import signal
 import socket
@@ -20,11 +21,22 @@ from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
-from ingest_load import HOST, POOL_RATE, STEP_MS, USERS, WARMUP_SECONDS, Keys, Result, load  # bench/ingest_load.py
+from ingest_load import (  # bench/ingest_load.py
+    HOST,
+    POOL_RATE,
+    STEP_MS,
+    USERS,
+    WARMUP_SECONDS,
+    Keys,
+    Result,
+    chat_payload,
+    load,
+)
 from sqlalchemy import make_url, select
 from sqlmodel import Session
 
 from tally.ingest.keys import create_app as create_tally_app
+from tally.ingest.redaction import Policy, Redactor
 from tally.ingest.wire import TrackPayload
 from tally.server import migrations
 from tally.server.app import create_app
@@ -34,6 +46,8 @@ from tally.store.read_tokens import create_read_token
 from tally.store.settings import Settings
 
 CTX = multiprocessing.get_context("spawn")
+PERSONAL = (" I am Jane Roe, jane.roe@example.com, +44 20 7946 0958; my card 4111 1111 1111 1111 was charged "
+            "twice for order ORD-2024-000123.")
 
 
 # --- the two servers, each run by uvicorn in a spawned process ---
@@ -58,8 +72,9 @@ def uvicorn_options() -> dict:
     return options
 
 
-def serve_tally(port: int, data_dir: str, database_url: str) -> None:
-    settings = Settings(data_dir=Path(data_dir), database_url=database_url, _env_file=None)
+def serve_tally(port: int, data_dir: str, database_url: str, redaction: str = "off") -> None:
+    settings = Settings(data_dir=Path(data_dir), database_url=database_url, redaction_mode=redaction,
+                        _env_file=None)
     uvicorn.run(create_app(settings), port=port, **uvicorn_options())
 
 
@@ -174,6 +189,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=64, help="concurrent keep-alive connections")
     parser.add_argument("--database-url", default="", help="postgresql://… for Tally; default a temporary SQLite file")
     parser.add_argument("--seed", type=int, default=1, help="seed of the generated payloads")
+    parser.add_argument("--redaction", choices=("mask", "hash", "drop-body"),
+                        help="then run Tally again with this redaction mode (every detector) and print its cost")
     parser.add_argument("--replicas", type=int, default=1,
                         help="then run 1..N replicas on the one PostgreSQL database (needs --database-url)")
     args = parser.parse_args()
@@ -207,9 +224,37 @@ def run(args: argparse.Namespace, data_dir: Path) -> int:
     bare = measure(serve_bare, (), keys, args, start_ms)
     report("bare", bare)
     print(f"ratio Tally/bare accepted/s: {tally.rate / bare.rate if bare.rate else float('nan'):.2f}")
+    if args.redaction:
+        missing += with_redaction(settings, keys, args, tally)
     if args.replicas > 1:
         missing += scale_out(settings, keys, args, tally)
     return 1 if missing else 0
+
+
+def with_redaction(settings: Settings, keys: Keys, args: argparse.Namespace, off: Result) -> int:
+    """Tally again on the same store with `--redaction`: accepted/s against the run without (above), and the
+    redactor's own time per interaction, in this process, on the bench's payloads and on the same with personal
+    data in each question. Returns ids missing."""
+    start_ms = int(time.time() * 1000) - int(POOL_RATE * (args.seconds + WARMUP_SECONDS)) * STEP_MS
+    later = Namespace(**{**vars(args), "seed": args.seed + 1000})  # response ids of its own
+    result = measure(serve_tally, (str(settings.data_dir), settings.database_url, args.redaction), keys, later,
+                     start_ms)
+    report("redact", result)
+    print(f"ratio Tally with {args.redaction}/without accepted/s: {result.rate / off.rate if off.rate else 0:.2f}")
+    redactor = Redactor(Policy(mode=args.redaction), b"bench")
+    clean = [chat_payload(keys, i, i % USERS, random.Random(i), start_ms, 0) for i in range(2000)]
+    personal = [{**p, "request": {**p["request"], "messages": [p["request"]["messages"][0], {
+        "role": "user", "content": p["request"]["messages"][1]["content"] + PERSONAL}]}} for p in clean]
+    for name, payloads in (("bench payloads", clean), ("with personal data", personal)):
+        began = time.perf_counter()
+        for payload in payloads:
+            redactor.json(payload["request"])
+            redactor.json(payload["response"])
+        micros = (time.perf_counter() - began) / len(payloads) * 1e6
+        print(f"redactor ({args.redaction}, every detector), {name}: {micros:,.0f} µs per interaction", flush=True)
+    lost = len(set(result.interaction_ids) - stored_ids(settings, keys.app_id))
+    print(f"  durability: {len(result.interaction_ids):,} acknowledged, {lost} missing", flush=True)
+    return lost
 
 
 def scale_out(settings: Settings, keys: Keys, args: argparse.Namespace, one: Result) -> int:

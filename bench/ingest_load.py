@@ -93,11 +93,11 @@ def build_requests(keys: Keys, count: int, seed: int, start_ms: int) -> list[byt
     # Zipf-like popularity: a few busy users, a long tail of occasional ones.
     weights = [1 / (rank + 1) ** 0.5 for rank in range(USERS)]
     users = rng.choices(range(USERS), weights=weights, k=count)
-    return [_request(_payload(keys, i, user, rng, start_ms + i * STEP_MS + rng.randrange(STEP_MS), seed))
+    return [_request(chat_payload(keys, i, user, rng, start_ms + i * STEP_MS + rng.randrange(STEP_MS), seed))
             for i, user in enumerate(users)]
 
 
-def _payload(keys: Keys, index: int, user: int, rng: random.Random, at_ms: int, seed: int) -> dict:
+def chat_payload(keys: Keys, index: int, user: int, rng: random.Random, at_ms: int, seed: int) -> dict:
     question = rng.choice(QUESTIONS)
     return {
         "reconify": {"format": "openai", "type": "chat", "version": "3.0.0",

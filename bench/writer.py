@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ingest_load import STEP_MS, USERS, Keys, _payload  # bench/ingest_load.py
+from ingest_load import STEP_MS, USERS, Keys, chat_payload  # bench/ingest_load.py
 from sqlalchemy import insert, make_url
 from sqlmodel import Session
 
@@ -32,8 +32,8 @@ def jobs(keys: Keys, count: int, seed: int) -> list:
     weights = [1 / (rank + 1) ** 0.5 for rank in range(USERS)]
     start_ms = int(time.time() * 1000) - count * STEP_MS
     app = VerifiedApp(keys.app_id, None)
-    return [prepare(TrackPayload.model_validate(_payload(keys, i, user, rng, start_ms + i * STEP_MS, seed)), app=app,
-                    received_at=start_ms + i * STEP_MS, default_timeout_minutes=10)
+    return [prepare(TrackPayload.model_validate(chat_payload(keys, i, user, rng, start_ms + i * STEP_MS, seed)),
+                    app=app, received_at=start_ms + i * STEP_MS, default_timeout_minutes=10)
             for i, user in enumerate(rng.choices(range(USERS), weights=weights, k=count))]
 
 

@@ -32,6 +32,10 @@ class Shape:
         self._longest_number: int | None = None
         self._digits: int | None = None
 
+    def holds_any(self, needles: tuple[str, ...], *, ignore_case: bool = False) -> bool:
+        haystack = self.text.lower() if ignore_case else self.text
+        return any(map(haystack.__contains__, needles))
+
     @property
     def digits(self) -> int:
         if self._digits is None:
@@ -122,15 +126,15 @@ DETECTORS: tuple[Detector, ...] = (
     Detector("secret", "SECRET", re.compile(
         r"\b(?:sk-(?:ant-|proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}|(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}"
         r"|gh[pousr]_[A-Za-z0-9]{36,}|xox[abprs]-[A-Za-z0-9\-]{10,}|AIza[0-9A-Za-z_\-]{35}|tk_[A-Za-z0-9_\-]{20,})"),
-        could_hold=lambda shape: any(prefix in shape.text for prefix in _KEY_PREFIXES)),
+        could_hold=lambda shape: shape.holds_any(_KEY_PREFIXES)),
     Detector("secret", "SECRET", re.compile(
         r"(?i)(?<![a-z])(?:api[_-]?key|secret(?:[_-]?access)?(?:[_-]?key)?|(?:access|auth)[_-]?token|password|passwd)"
         r"\s*[\"']?\s*[:=]\s*[\"']?([^\s\"',;]{8,})"), group=1,
-        could_hold=lambda shape: any(name in shape.text.lower() for name in _SECRET_NAMES)),
+        could_hold=lambda shape: shape.holds_any(_SECRET_NAMES, ignore_case=True)),
     Detector("secret", "SECRET", re.compile(
         rf"(?<![A-Za-z0-9_+=\-])[A-Za-z0-9_+=\-]{{{_SECRET_TOKEN_MIN},{_SECRET_TOKEN_MAX}}}(?![A-Za-z0-9_+=\-])"),
         accept=_is_random_token,
-        could_hold=lambda shape: any(len(word) >= _SECRET_TOKEN_MIN for word in shape.text.split())),
+        could_hold=lambda shape: max(map(len, shape.text.split()), default=0) >= _SECRET_TOKEN_MIN),
     Detector("card", "CARD", re.compile(r"(?<![\w\-.])(?:\d[ \-]?){12,18}\d(?![\w\-]|\.\d)"), accept=_is_card,
              normal=_digits, could_hold=lambda shape: shape.longest_number >= 13),
     Detector("iban", "IBAN", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"),

@@ -89,14 +89,14 @@ class Redactor:
     def __init__(self, policy: Policy, key: bytes) -> None:
         self.policy = policy
         self._key = key
-        custom = tuple(Detector(label.lower(), label, re.compile(pattern)) for label, pattern in policy.patterns)
+        custom = tuple(Detector(f"pattern:{label}", label, re.compile(pattern)) for label, pattern in policy.patterns)
         self._detectors = custom + tuple(d for d in DETECTORS if d.name in policy.detectors)
         self._drop = policy.mode == "drop-body"
 
     def text(self, text: str) -> str:
         if self._drop:
             return ""
-        if not text:
+        if len(text) < 3:  # the shortest value a detector finds is an IP such as ::1
             return text
         pieces, at = [], 0
         for finding in find(text, self._detectors):
