@@ -83,6 +83,11 @@ class StoreReader:
     def apps(self) -> pyarrow.Table:
         return self.query("SELECT id, name FROM app")
 
+    def erasures(self, after_id: int) -> pyarrow.Table:
+        """The erasures recorded after `after_id`: the ids of the end users and sessions each removed, as JSON."""
+        return self.query(f"SELECT id, CAST(user_ids AS TEXT) AS user_ids, CAST(session_ids AS TEXT) AS session_ids "
+                          f"FROM erasure WHERE id > {int(after_id)} ORDER BY id")
+
     def interaction_ranges(self, width: int) -> pyarrow.Table:
         """Per range of `width` ids (the quotient truncated, as SQL truncates): the count and the sum of the ids'
         offsets in it, which cannot overflow. `id - id % width` divides exactly in every SQL dialect."""

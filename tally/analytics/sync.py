@@ -14,6 +14,7 @@ from functools import partial
 import duckdb
 
 from tally.analytics import rollups
+from tally.analytics.erasures import apply_erasures
 from tally.analytics.loading import load_interactions, load_users
 from tally.analytics.prices import PriceTable
 from tally.analytics.source import BATCH_ROWS, StoreReader
@@ -32,6 +33,7 @@ class RefreshReport:
     seconds: float
     verified: bool  # whether this refresh compared the ids of the store and the warehouse
     quarantined: int  # interactions of the store left out of the warehouse, out of bounds
+    erased: int = 0  # rows of erased people removed (the file was then rewritten)
 
 
 def now_ms() -> int:
@@ -78,6 +80,9 @@ class Refresher:
                 self._replace_apps(cursor)
                 self._append_sessions(cursor)
                 users, _ = self._sync("user", self.reader.changed_users, load_users, until=started)
+                # Last: an erasure committed before any row above was read is seen here, so no row of the person
+                # that this refresh loaded survives it.
+                erased = apply_erasures(cursor, self.reader, self.warehouse.state("erasure_id", "0"))
                 self._resolve_models(cursor, "interaction" if full else "affected")
                 if full:
                     rollups.rebuild_all(cursor, self.warehouse.timezone)
@@ -90,9 +95,12 @@ class Refresher:
                 with suppress(duckdb.Error):  # a damaged database may refuse the rollback too; the error matters
                     cursor.rollback()
                 raise
+            if erased:
+                self.warehouse.compact()
         if verifying:
             self._verified_at = verified_at
-        return RefreshReport(changed, users, deleted, full, time.perf_counter() - clock, verifying, quarantined)
+        return RefreshReport(changed, users, deleted, full, time.perf_counter() - clock, verifying, quarantined,
+                             erased)
 
     def _load_prices(self, cursor: duckdb.DuckDBPyConnection) -> None:
         cursor.execute("DELETE FROM price")

@@ -1,6 +1,7 @@
 """The DuckDB file: its schema, the costed view, and connections for the refresh job and the readers."""
 
 import math
+import os
 import threading
 import time
 import weakref
@@ -137,6 +138,26 @@ class Warehouse:
             self._connection = open_or_replace(self.path, _set_up)
             self.replaced_at = time.monotonic()
         return True
+
+    def compact(self) -> None:
+        """Rewrites the file so that deleted rows leave no bytes in it (DuckDB reuses freed blocks without zeroing
+        them): every table and view is copied into a new file, which then replaces this one. The caller holds
+        `write_lock`; readers move to the new connection, a query running meanwhile is interrupted."""
+        fresh = self.path.with_name(self.path.name + ".compacting")
+        fresh.unlink(missing_ok=True)
+        with self._swap_lock:
+            name = self._connection.execute("SELECT current_database()").fetchall()[0][0]
+            self._connection.execute("ATTACH '" + str(fresh).replace("'", "''") + "' AS compacting")
+            try:
+                self._connection.execute(f'COPY FROM DATABASE "{name}" TO compacting')
+            finally:
+                self._connection.execute("DETACH compacting")
+            self._generation += 1
+            self._close()
+            os.replace(fresh, self.path)
+            self.path.with_name(self.path.name + ".wal").unlink(missing_ok=True)
+            self._connection = open_or_replace(self.path, _set_up)
+            self.replaced_at = time.monotonic()
 
     def close(self) -> None:
         with self._swap_lock:

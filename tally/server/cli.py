@@ -13,7 +13,7 @@ from tally.server.cli_alerts import alerts_app
 from tally.server.cli_audit import audit_trail
 from tally.server.cli_budgets import budgets_app
 from tally.server.cli_exports import export, exports_app
-from tally.server.cli_privacy import apps_set_redaction
+from tally.server.cli_privacy import apps_set_redaction, erase
 from tally.server.cli_serve import redacted, serve
 from tally.server.cli_store import store
 from tally.server.cli_tokens import tokens_app
@@ -40,6 +40,7 @@ app.add_typer(exports_app, name="exports")
 app.command()(export)
 app.command()(serve)
 app.command("audit")(audit_trail)
+app.command("erase")(erase)
 
 
 @app.command()

@@ -1,14 +1,20 @@
-"""`tally apps set-redaction`: what ingest hides of an app before storing."""
+"""`tally apps set-redaction` (what ingest hides of an app before storing) and `tally erase` (a person)."""
 
+import json
 from typing import Annotated
 
 import typer
 
+from tally.analytics.service import WarehouseBusy, refresh_once
 from tally.ingest.detectors import NAMES
 from tally.ingest.keys import find_app, set_redaction
 from tally.ingest.redaction import Policy, PolicyError
 from tally.server.cli_store import store
+from tally.server.instance import running
 from tally.store import audit
+from tally.store.engine import build_engine
+from tally.store.erasure import after_commit, erase_person
+from tally.store.settings import Settings
 
 
 def apps_set_redaction(
@@ -44,3 +50,50 @@ def _label_and_regex(item: str) -> tuple[str, str]:
     if not equals:
         raise typer.BadParameter(f"{item!r} is not LABEL=REGEX", param_hint="--pattern")
     return label, regex
+
+
+def erase(
+    app_name: Annotated[str, typer.Argument(metavar="APP")],
+    user_id: Annotated[str | None, typer.Option("--user-id", help="The person's userId in the app")] = None,
+    email: Annotated[str | None, typer.Option("--email", help="The person's email (any case)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts")] = False,
+) -> None:
+    """Erase a person from APP (a GDPR erasure request): their interactions with texts, raw JSON and images, their
+    profile, sessions and per-user rollups, from the store and the analytics. App totals drop by their share.
+    Prints what was removed and the export files written earlier that held them; records a receipt (counts,
+    no personal data) in the audit log. Running it again finds nothing."""
+    if not user_id and not email:
+        raise typer.BadParameter("give --user-id or --email")
+    settings = Settings()
+    with store(settings) as db:
+        erased = erase_person(db, app=find_app(db, app_name), user_id=user_id, email=email,
+                              actor=audit.cli_actor(), data_dir=settings.data_dir)
+    engine = build_engine(settings)
+    try:
+        scrubbed = after_commit(engine, erased)
+    finally:
+        engine.dispose()
+    analytics = _analytics_purged(settings)
+    if as_json:
+        typer.echo(json.dumps({"erasure": erased.erasure_id, **erased.counts(), "export_files": erased.export_files,
+                               "analytics": analytics, "write_ahead_log_emptied": scrubbed}))
+        return
+    typer.echo(f"erasure {erased.erasure_id}: {erased.users} users, {erased.interactions} interactions, "
+               f"{erased.sessions} sessions, {erased.images} images removed; analytics: {analytics}")
+    if erased.export_files:
+        typer.echo("export files written before that hold this person (not changed; delete or redo them):")
+        for file in erased.export_files:
+            typer.echo(f"  {file}")
+
+
+def _analytics_purged(settings: Settings) -> str:
+    """Applies the erasure to the DuckDB file here, unless a server holds it: that one does at its next refresh."""
+    server = running(settings)
+    if server is None:
+        try:
+            refresh_once(settings)
+            return "removed"
+        except WarehouseBusy:
+            pass
+    holder = server.describe() if server is not None else "the server holding it"
+    return f"removed by {holder} within {settings.analytics_refresh_seconds:g} s"

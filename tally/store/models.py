@@ -376,3 +376,16 @@ class AlertEvent(SQLModel, table=True):
     last_error: str | None = _text()
     delivered_at: int | None = _millis(nullable=True)
 
+
+
+class Erasure(SQLModel, table=True):
+    """A person erased from an app: the internal ids of the end users and sessions removed, for each server to
+    remove from its DuckDB file too (the store's rows are gone already). Holds no personal data."""
+
+    __tablename__ = "erasure"
+
+    id: int | None = _primary_key()
+    app_id: int = Field(sa_column=Column(BigId, nullable=False))  # no foreign key: the app may be deleted later
+    user_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    session_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    at: int = _millis()

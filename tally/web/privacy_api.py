@@ -1,17 +1,19 @@
 """The privacy API (bearer token of `admin` scope): each app's redaction policy, as `tally apps set-redaction` sets
-it; every change is audited."""
+it, and erasing a person, as `tally erase` does; every change is audited."""
 
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from tally.ingest.detectors import NAMES
 from tally.ingest.keys import AppError, find_app, set_redaction
 from tally.ingest.redaction import Policy, PolicyError
 from tally.store import audit
+from tally.store.erasure import Erased, after_commit, erase_person
 from tally.store.models import App
-from tally.web.deps import AdminTokenDep, client_address, write_transaction
+from tally.web.deps import AdminTokenDep, SessionDep, client_address, write_transaction
 from tally.web.errors import ApiError, error_responses
 
 router = APIRouter(prefix="/api/v1", tags=["admin"], responses=error_responses(401, 403, 404, 422, 503))
@@ -61,3 +63,48 @@ def _change(request: Request, admin: Any, app: str, policy: Policy | None) -> Ap
         audit.record(db, actor=audit.token_actor(admin), action="app.redaction", target=found.name,
                      address=client_address(request), detail={"policy": found.redaction})
         return _answer(found)
+
+
+class ErasureRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    app: str = Field(min_length=1, max_length=200, description="The app's name")
+    user_id: str | None = Field(None, min_length=1, max_length=255, description="The person's userId in the app")
+    email: str | None = Field(None, min_length=3, max_length=320, description="The person's email (any case)")
+
+
+class ErasureReceipt(BaseModel):
+    erasure: int = Field(description="The receipt's number, also in the audit log (no personal data there)")
+    users: int
+    interactions: int
+    sessions: int
+    images: int
+    export_files: list[str] = Field(description="Export files written before that hold the person: not changed")
+    analytics: str = Field(description="This server's analytics are purged before the answer; other replicas' "
+                                       "at their next refresh")
+
+
+@router.post("/erasures", summary="Erase a person from an app (GDPR): every row, text, image and analytics row")
+async def post_erasure(body: ErasureRequest, request: Request, admin: AdminTokenDep,
+                       db: SessionDep) -> ErasureReceipt:
+    if not body.user_id and not body.email:
+        raise ApiError(422, "invalid_payload", "give the person's user_id or email",
+                       [{"field": "user_id", "message": "give the person's user_id or email"}])
+    state = request.app.state
+    erased = await run_in_threadpool(_erase, request, admin, body)
+    await run_in_threadpool(db.commit)  # ends the token check's read transaction, which would hold SQLite's log
+    await run_in_threadpool(after_commit, state.engine, erased)
+    await run_in_threadpool(state.analytics.refresh)  # applies the erasure to this server's DuckDB file now
+    return ErasureReceipt(erasure=erased.erasure_id, users=erased.users, interactions=erased.interactions,
+                          sessions=erased.sessions, images=erased.images, export_files=erased.export_files,
+                          analytics="removed")
+
+
+def _erase(request: Request, admin: Any, body: ErasureRequest) -> Erased:
+    with write_transaction(request) as db:
+        try:
+            app = find_app(db, body.app)
+        except AppError as error:
+            raise HTTPException(404, str(error)) from None
+        return erase_person(db, app=app, user_id=body.user_id, email=body.email, actor=audit.token_actor(admin),
+                            data_dir=request.app.state.settings.data_dir, address=client_address(request))
