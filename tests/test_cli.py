@@ -29,7 +29,8 @@ def test_apps_keys_and_tokens_round_trip(run, settings):
     listed = json.loads(run("apps", "list", "--json"))
     assert listed == [{"app": "shop", "app_key": created["app_key"], "session_timeout_minutes": 30.0,
                        "api_keys": [created["api_key"][:12]], "max_per_second": None,
-                       "max_bytes_per_second": None, "redaction": None}]
+                       "max_bytes_per_second": None, "redaction": None, "raw_retention_days": None,
+                       "upload_retention_days": None}]
     rotated = run("apps", "rotate-key", "shop").split()[1]
     token = run("tokens", "create", "analyst").strip()
     assert token.startswith("tly_rt_") and "\n" not in token

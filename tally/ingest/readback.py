@@ -15,7 +15,7 @@ _SUMMARY_FIELDS = ("id", "app_id", "user_id", "session_id", "provider", "type", 
                    "output_text", "prompt_tokens", "cached_prompt_tokens", "completion_tokens", "total_tokens",
                    "usage_source",
                    "finish_reason", "request_at", "response_at", "latency_ms", "image_count", "is_error",
-                   "response_ref", "client_version", "received_at")
+                   "response_ref", "client_version", "received_at", "expired_at")
 TURNS_PER_PAGE, MAX_TURNS_PER_PAGE = 100, 500
 PAGE_RAW_BYTES = 4 * 1024 * 1024  # raw JSON characters read for one transcript page (at least one turn)
 NAMES_SHOWN = 20  # of a session's users and models; `users_more` and `models_more` count the rest

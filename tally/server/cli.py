@@ -13,7 +13,7 @@ from tally.server.cli_alerts import alerts_app
 from tally.server.cli_audit import audit_trail
 from tally.server.cli_budgets import budgets_app
 from tally.server.cli_exports import export, exports_app
-from tally.server.cli_privacy import apps_set_redaction, erase
+from tally.server.cli_privacy import apps_set_redaction, apps_set_retention, erase, retention_app
 from tally.server.cli_serve import redacted, serve
 from tally.server.cli_store import store
 from tally.server.cli_tokens import tokens_app
@@ -37,6 +37,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(budgets_app, name="budgets")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(exports_app, name="exports")
+app.add_typer(retention_app, name="retention")
 app.command()(export)
 app.command()(serve)
 app.command("audit")(audit_trail)
@@ -97,7 +98,9 @@ def apps_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON f
         apps = db.exec(select(App).order_by(col(App.id))).all()
         rows = [{"app": a.name, "app_key": a.app_key, "session_timeout_minutes": a.session_timeout_minutes,
                  "api_keys": [k.prefix for k in live_keys(db, app=a)], "max_per_second": a.max_per_second,
-                 "max_bytes_per_second": a.max_bytes_per_second, "redaction": a.redaction} for a in apps]
+                 "max_bytes_per_second": a.max_bytes_per_second, "redaction": a.redaction,
+                 "raw_retention_days": a.raw_retention_days, "upload_retention_days": a.upload_retention_days}
+                for a in apps]
     if as_json:
         typer.echo(json.dumps(rows))
         return
@@ -106,7 +109,8 @@ def apps_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON f
             (row["max_per_second"], "interactions"), (row["max_bytes_per_second"], "bytes")) if value is not None)
         typer.echo(f"{row['app']:<24} {row['app_key']:<30} keys: {', '.join(row['api_keys']) or '-'}"
                    + (f"  limits: {limits}" if limits else "")
-                   + (f"  redaction: {Policy.parse(row['redaction']).describe()}" if row["redaction"] else ""))
+                   + (f"  redaction: {Policy.parse(row['redaction']).describe()}" if row["redaction"] else "")
+                   + (f"  retention: {row['raw_retention_days']} days" if row["raw_retention_days"] else ""))
 
 
 @apps_app.command("set-limit")
@@ -130,6 +134,7 @@ def apps_set_limit(
 
 
 apps_app.command("set-redaction")(apps_set_redaction)
+apps_app.command("set-retention")(apps_set_retention)
 
 
 @apps_app.command("rotate-key")

@@ -1,6 +1,8 @@
-"""`tally apps set-redaction` (what ingest hides of an app before storing) and `tally erase` (a person)."""
+"""`tally apps set-redaction` (what ingest hides before storing), `tally apps set-retention` and `tally retention
+run` (how long raw content is kept), and `tally erase` (a person)."""
 
 import json
+import time
 from typing import Annotated
 
 import typer
@@ -9,11 +11,13 @@ from tally.analytics.service import WarehouseBusy, refresh_once
 from tally.ingest.detectors import NAMES
 from tally.ingest.keys import find_app, set_redaction
 from tally.ingest.redaction import Policy, PolicyError
+from tally.server import migrations
 from tally.server.cli_store import store
 from tally.server.instance import running
 from tally.store import audit
 from tally.store.engine import build_engine
 from tally.store.erasure import after_commit, erase_person
+from tally.store.retention import RetentionError, apply_retention, describe, set_retention
 from tally.store.settings import Settings
 
 
@@ -97,3 +101,45 @@ def _analytics_purged(settings: Settings) -> str:
             pass
     holder = server.describe() if server is not None else "the server holding it"
     return f"removed by {holder} within {settings.analytics_refresh_seconds:g} s"
+
+
+retention_app = typer.Typer(help="The retention of raw content (set per app with `tally apps set-retention`).",
+                            no_args_is_help=True)
+
+
+def apps_set_retention(
+    app_name: Annotated[str, typer.Argument(metavar="APP")],
+    raw_days: Annotated[int | None, typer.Option(help="Days the texts and raw JSON of interactions are kept")] = None,
+    uploads_days: Annotated[int | None, typer.Option(help="Days uploaded images are kept [default: --raw-days]")]
+    = None,
+    forever: Annotated[bool, typer.Option("--forever", help="Keep everything (the default)")] = False,
+) -> None:
+    """Set how long APP's raw content is kept. Every night (03:00 in the analytics time zone) one server removes
+    the texts, raw JSON and images older than that; the numbers of every interaction stay, so usage, costs,
+    sessions and every chart keep their full history."""
+    if forever == (raw_days is not None):
+        raise typer.BadParameter("give --raw-days N, or --forever")
+    with store() as db:
+        app = find_app(db, app_name)
+        try:
+            set_retention(app, raw_days=raw_days, uploads_days=uploads_days)
+        except RetentionError as error:
+            raise typer.BadParameter(error.message, param_hint=f"--{error.field.replace('_', '-')}") from None
+        db.add(app)
+        audit.record(db, actor=audit.cli_actor(), action="app.retention", target=app.name,
+                     detail={"raw_days": raw_days, "uploads_days": uploads_days})
+        typer.echo(f"{app_name}: {describe(app)}")
+
+
+@retention_app.command("run")
+def retention_run() -> None:
+    """Remove now what the apps' retention says is due (the nightly pass does the same)."""
+    settings = Settings()
+    migrations.upgrade(settings)
+    engine = build_engine(settings)
+    try:
+        removed = apply_retention(engine, now=int(time.time() * 1000), data_dir=settings.data_dir)
+    finally:
+        engine.dispose()
+    typer.echo(f"the content of {removed.interactions} interactions and {removed.images} images removed "
+               f"in {removed.seconds:.1f} s")

@@ -1,9 +1,12 @@
-"""The background scheduler: APScheduler 3 runs the analytics refresh every few seconds and the export ticker,
-each one run at a time, in every server; the exports' claims live in the store (see `exports.ticker`)."""
+"""The background scheduler: APScheduler 3 runs the analytics refresh every few seconds, the export ticker, alert
+deliveries and the nightly retention pass, each one run at a time, in every server; the claims of exports and of
+retention passes live in the store, so each runs on one replica."""
 
 import logging
 import threading
+import time
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import httpx
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -17,8 +20,11 @@ from tally.server import alerting
 from tally.store.budgets import list_budgets
 from tally.store.logs import QuietLog
 from tally.store.models import id_of
+from tally.store.retention import apply_retention, claim_day, record_run
 
 log = logging.getLogger(__name__)
+RETENTION_HOUR = 3  # the nightly retention pass starts at 03:00 in the analytics time zone
+RETENTION_CHECK_SECONDS = 600
 
 
 class Scheduler:
@@ -32,6 +38,10 @@ class Scheduler:
                                 seconds=settings.analytics_refresh_seconds, next_run_time=datetime.now(UTC),
                                 max_instances=1, coalesce=True, misfire_grace_time=None)
         self._scheduler.add_job(self._exports, "interval", id="export-ticker", seconds=settings.export_sync_seconds,
+                                next_run_time=datetime.now(UTC), max_instances=1, coalesce=True,
+                                misfire_grace_time=None)
+        self._retention_log = QuietLog(log)
+        self._scheduler.add_job(self._retention, "interval", id="retention", seconds=RETENTION_CHECK_SECONDS,
                                 next_run_time=datetime.now(UTC), max_instances=1, coalesce=True,
                                 misfire_grace_time=None)
         self._alert_log, self._webhooks = QuietLog(log), httpx.Client(follow_redirects=False)
@@ -69,6 +79,25 @@ class Scheduler:
             alerting.deliver_due(self._engine, self._webhooks)
         except Exception as error:  # a store that cannot answer now: the next tick tries again
             self._alert_log.failure("delivering alerts failed", error)
+
+    def _retention(self) -> None:
+        """Once a day, from RETENTION_HOUR in the analytics time zone, on whichever replica claims the day."""
+        settings = self._analytics.settings
+        local = datetime.now(ZoneInfo(settings.analytics_timezone))
+        if local.hour < RETENTION_HOUR:
+            return
+        try:
+            now = int(local.timestamp() * 1000)
+            day = local.date().isoformat()
+            if not claim_day(self._engine, day=day, replica=self._replica, now=now):
+                return
+            removed = apply_retention(self._engine, now=now, data_dir=settings.data_dir)
+            record_run(self._engine, day=day, removed=removed, now=int(time.time() * 1000))
+        except Exception as error:  # the store cannot answer now: tomorrow's pass removes what is due then
+            self._retention_log.failure("the retention pass failed", error)
+            return
+        log.info("retention: the content of %d interactions and %d images removed in %.1f s",
+                 removed.interactions, removed.images, removed.seconds)
 
     def _exports(self) -> None:
         try:

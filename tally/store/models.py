@@ -44,6 +44,10 @@ class App(SQLModel, table=True):
     # What redaction hides before anything of the app is written, as {"mode", "detectors", "patterns"}; None: the
     # server's policy (TALLY_REDACTION_*).
     redaction: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # Days the raw content of interactions (texts, raw JSON) and uploaded images are kept; None: forever. Images
+    # without a number of their own follow the content's.
+    raw_retention_days: int | None = None
+    upload_retention_days: int | None = None
 
 
 class AppRate(SQLModel, table=True):
@@ -174,6 +178,7 @@ class Interaction(SQLModel, table=True):
     malformed: str | None = _text()  # JSON [{"field", "message"}]: where the response lacked its format's shape
     received_at: int = _millis()
     updated_at: int = _millis(index=True)
+    expired_at: int | None = _millis(nullable=True)  # when retention removed its texts and raw JSON
 
 
 class InteractionImage(SQLModel, table=True):
@@ -389,3 +394,17 @@ class Erasure(SQLModel, table=True):
     user_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     session_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     at: int = _millis()
+
+
+class RetentionRun(SQLModel, table=True):
+    """The nightly retention pass of one day (in the analytics time zone): the replica that inserted the row runs
+    it, the others skip that day."""
+
+    __tablename__ = "retention_run"
+
+    day: str = Field(sa_column=Column(Unicode(10), primary_key=True))
+    replica: str = Field(sa_column=Column(Unicode(200), nullable=False))
+    started_at: int = _millis()
+    finished_at: int | None = _millis(nullable=True)
+    interactions: int | None = None  # whose content was removed
+    images: int | None = None  # whose files were removed

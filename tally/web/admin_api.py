@@ -180,14 +180,17 @@ class AppInfo(BaseModel):
     max_per_second: float | None
     max_bytes_per_second: float | None
     redaction: dict | None = Field(description="The app's own redaction policy; null: the server's")
+    raw_retention_days: int | None = Field(description="Days raw content is kept; null: forever")
+    upload_retention_days: int | None = Field(description="Days images are kept; null: as the raw content")
 
 
 def _app_info(app: App) -> AppInfo:
     return AppInfo(id=id_of(app), name=app.name, created_at=app.created_at, max_per_second=app.max_per_second,
-                   max_bytes_per_second=app.max_bytes_per_second, redaction=app.redaction)
+                   max_bytes_per_second=app.max_bytes_per_second, redaction=app.redaction,
+                   raw_retention_days=app.raw_retention_days, upload_retention_days=app.upload_retention_days)
 
 
-@router.get("/apps", summary="Every app with its ingest limits and redaction (never its keys)")
+@router.get("/apps", summary="Every app with its ingest limits, redaction and retention (never its keys)")
 def apps(db: SessionDep, _: AdminTokenDep) -> dict[str, list[AppInfo]]:
     return {"apps": [_app_info(app) for app in db.exec(select(App).order_by(col(App.id))).all()]}
 

@@ -1,5 +1,6 @@
-"""The privacy API (bearer token of `admin` scope): each app's redaction policy, as `tally apps set-redaction` sets
-it, and erasing a person, as `tally erase` does; every change is audited."""
+"""The privacy API (bearer token of `admin` scope): each app's redaction policy and retention, as `tally apps
+set-redaction` and `set-retention` set them, and erasing a person, as `tally erase` does; every change is
+audited."""
 
 from typing import Annotated, Any, Literal
 
@@ -13,6 +14,7 @@ from tally.ingest.redaction import Policy, PolicyError
 from tally.store import audit
 from tally.store.erasure import Erased, after_commit, erase_person
 from tally.store.models import App
+from tally.store.retention import MAX_DAYS, set_retention
 from tally.web.deps import AdminTokenDep, SessionDep, client_address, write_transaction
 from tally.web.errors import ApiError, error_responses
 
@@ -63,6 +65,49 @@ def _change(request: Request, admin: Any, app: str, policy: Policy | None) -> Ap
         audit.record(db, actor=audit.token_actor(admin), action="app.redaction", target=found.name,
                      address=client_address(request), detail={"policy": found.redaction})
         return _answer(found)
+
+
+class Retention(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    raw_days: int = Field(ge=1, le=MAX_DAYS, description="Days the texts and raw JSON of interactions are kept")
+    uploads_days: int | None = Field(None, ge=1, le=MAX_DAYS,
+                                     description="Days uploaded images are kept; null: as long as the content")
+
+
+class AppRetention(BaseModel):
+    app: str
+    raw_days: int | None = Field(description="null: kept forever")
+    uploads_days: int | None
+
+
+def _retention_answer(app: App) -> AppRetention:
+    return AppRetention(app=app.name, raw_days=app.raw_retention_days, uploads_days=app.upload_retention_days)
+
+
+@router.put("/apps/{app}/retention", summary="Set how long an app's raw content and images are kept",
+            description="Every night one server removes older texts, raw JSON and images; every interaction's "
+                        "numbers stay, so usage, costs and sessions keep their whole history.")
+def put_retention(app: AppName, body: Retention, request: Request, admin: AdminTokenDep) -> AppRetention:
+    return _keep(request, admin, app, body.raw_days, body.uploads_days)
+
+
+@router.delete("/apps/{app}/retention", summary="Keep an app's raw content and images forever (the default)")
+def delete_retention(app: AppName, request: Request, admin: AdminTokenDep) -> AppRetention:
+    return _keep(request, admin, app, None, None)
+
+
+def _keep(request: Request, admin: Any, app: str, raw_days: int | None, uploads_days: int | None) -> AppRetention:
+    with write_transaction(request) as db:
+        try:
+            found = find_app(db, app)
+        except AppError as error:
+            raise HTTPException(404, str(error)) from None
+        set_retention(found, raw_days=raw_days, uploads_days=uploads_days)
+        db.add(found)
+        audit.record(db, actor=audit.token_actor(admin), action="app.retention", target=found.name,
+                     address=client_address(request), detail={"raw_days": raw_days, "uploads_days": uploads_days})
+        return _retention_answer(found)
 
 
 class ErasureRequest(BaseModel):

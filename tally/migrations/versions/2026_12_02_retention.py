@@ -1,0 +1,42 @@
+"""Retention: per app, the days raw content and uploaded images are kept; when an interaction's content was
+removed; and the nightly runs, claimed by one replica a day.
+
+Revision ID: 2026_12_02_retention
+Revises: 2026_12_02_erasure
+Create Date: 2026-12-02 11:00:00
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "2026_12_02_retention"
+down_revision = "2026_12_02_erasure"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("app", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("raw_retention_days", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("upload_retention_days", sa.Integer(), nullable=True))
+    with op.batch_alter_table("interaction", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("expired_at", sa.BigInteger(), nullable=True))
+    op.create_table(
+        "retention_run",
+        sa.Column("day", sa.Unicode(length=10), nullable=False),
+        sa.Column("replica", sa.Unicode(length=200), nullable=False),
+        sa.Column("started_at", sa.BigInteger(), nullable=False),
+        sa.Column("finished_at", sa.BigInteger(), nullable=True),
+        sa.Column("interactions", sa.Integer(), nullable=True),
+        sa.Column("images", sa.Integer(), nullable=True),
+        sa.PrimaryKeyConstraint("day"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("retention_run")
+    with op.batch_alter_table("interaction", schema=None) as batch_op:
+        batch_op.drop_column("expired_at")
+    with op.batch_alter_table("app", schema=None) as batch_op:
+        batch_op.drop_column("upload_retention_days")
+        batch_op.drop_column("raw_retention_days")
