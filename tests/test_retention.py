@@ -12,6 +12,7 @@ import sqlalchemy
 from tally.store.retention import DAY_MS, apply_retention, claim_day
 from tests.analytics_store import app_id_of
 from tests.conftest import make_app, make_token, start_server, wait_until
+from tests.dashboard_support import add_account, log_in
 from tests.payloads import openai_chat
 
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJ"
@@ -102,5 +103,29 @@ def test_retention_through_the_admin_api_and_its_checks(engine, settings, tally_
             assert api.get("/api/v1/apps").json()["apps"][0]["raw_retention_days"] == 30
             assert api.delete("/api/v1/apps/alpha/retention").json()["raw_days"] is None
             assert [e["action"] for e in api.get("/api/v1/audit").json()["events"]].count("app.retention") == 2
+    finally:
+        server.stop()
+
+
+def test_admins_see_each_apps_settings_and_expired_content_is_marked(engine, settings, tally_cli):
+    keys = make_app(engine, "shop")
+    make_app(engine, "plain")
+    tally_cli("apps", "set-retention", "shop", "--raw-days", "7")
+    tally_cli("apps", "set-redaction", "shop", "--mode", "hash", "--detect", "email", "--pattern", "ORDER=ORD-\\d+")
+    add_account(engine, role="admin")
+    server = start_server(settings)
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as browser:
+            old = openai_chat(keys, at_ms=int(time.time() * 1000) - 30 * DAY_MS)
+            interaction_id = browser.post("/track", json=old).json()["interaction_id"]
+            apply_retention(engine, now=int(time.time() * 1000), data_dir=settings.data_dir)
+            assert log_in(browser).status_code == 303
+            page = browser.get("/dashboard/access").text
+            table = page[page.index('id="app-settings"'):]
+            shop, plain = table.index("<td>shop</td>"), table.index("<td>plain</td>")
+            assert "hash: email, ORDER" in table[shop:] and "content 7 days, images 7 days" in table[shop:]
+            assert plain < shop and "server policy" in table[plain:shop] and "kept forever" in table[plain:shop]
+            detail = browser.get(f"/dashboard/interactions/{interaction_id}").text
+            assert "raw JSON and images of this interaction were removed by the app" in detail
     finally:
         server.stop()

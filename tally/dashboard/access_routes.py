@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlmodel import col, select
 
 from tally.dashboard.routes import page_response
 from tally.dashboard.web_session import AccountDep, check_csrf
@@ -13,7 +14,7 @@ from tally.store import access, audit
 from tally.store.access import Actor
 from tally.store.accounts import ROLES, AccountError, hash_password, may
 from tally.store.app_access import UnknownApp
-from tally.store.models import DashboardAccount
+from tally.store.models import App, DashboardAccount
 from tally.store.read_tokens import SCOPES, TokenError, list_tokens
 from tally.web.deps import SessionDep, client_address, write_transaction
 
@@ -32,6 +33,7 @@ def _page(request: Request, account: DashboardAccount, db, *, status: int = 200,
     response = page_response(
         request, account, "access.html", "access", None, accounts=access.account_views(db),
         tokens=list_tokens(db), roles=ROLES, scopes=SCOPES, error=error, new_token=new_token,
+        apps=db.exec(select(App).order_by(col(App.name))).all(),
         now=time.time_ns() // 1_000_000)
     response.status_code = status
     return response

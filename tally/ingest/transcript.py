@@ -25,7 +25,7 @@ def transcript(interactions: list[Any], images_by_interaction: dict[int, list[di
             "role": "assistant", "content": row.output_text, "interaction_id": row.id, "at": row.response_at,
             "model": row.model, "prompt_tokens": row.prompt_tokens, "completion_tokens": row.completion_tokens,
             "usage_source": row.usage_source, "latency_ms": row.latency_ms, "is_error": row.is_error,
-            "images": images_by_interaction.get(row.id, []),
+            "images": images_by_interaction.get(row.id, []), "expired_at": row.expired_at,
         })
         said.append(("assistant", row.output_text))
     return messages
