@@ -18,13 +18,20 @@ FOUND = [  # (text, what it holds)
     ("call 555-123-4567 now", "PHONE"),
     ("call +1-202-555-0143", "PHONE"),
     ("ring 06 12 34 56 78", "PHONE"),
+    ("London +44 20 7946 0958", "PHONE"),
+    ("Berlin +49 30 12345678", "PHONE"),
+    ("US 202.555.0143 (office)", "PHONE"),
     ("visa 4111 1111 1111 1111", "CARD"),
     ("mc 5500-0000-0000-0004", "CARD"),
     ("amex 378282246310005", "CARD"),
+    ("discover 6011 1111 1111 1117", "CARD"),
+    ("jcb 3530111333300000", "CARD"),
     ("IBAN DE89 3704 0044 0532 0130 00 AND more", "IBAN"),
     ("pay GB82WEST12345698765432", "IBAN"),
+    ("FR14 2004 1010 0505 0001 3M02 606 please", "IBAN"),
     ("from 192.168.1.10 at noon", "IP"),
     ("v6 2001:db8::8a2e:370:7334", "IP"),
+    ("full 2001:0db8:85a3:0000:0000:8a2e:0370:7334 ok", "IP"),
     ("key sk-proj-abcdEFGH1234ijklMNOP5678qrst", "SECRET"),
     ("key sk-ant-api03-AbCdEf0123456789xyzXYZ", "SECRET"),
     ("aws AKIAIOSFODNN7EXAMPLE", "SECRET"),
@@ -32,6 +39,8 @@ FOUND = [  # (text, what it holds)
     ('{"password": "correct-horse-battery"}', "SECRET"),
     ("token 9fQ2xLp7Rk3ZbW8nYt5VcD1mHs6JaEu4", "SECRET"),
     ("gh ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789", "SECRET"),
+    ("slack xoxb-123456789012-abcdefABCDEF", "SECRET"),
+    ("google AIzaSyA-abcdefghijklmnopqrstuvwxyz12345", "SECRET"),
 ]
 LEFT_ALONE = [  # look-alikes a redactor must not touch
     "order ORD-2024-000123 and INV-00012345, order #100245873",
@@ -44,6 +53,9 @@ LEFT_ALONE = [  # look-alikes a redactor must not touch
     "hash e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
     "card-like but not Luhn: 4111 1111 1111 1112",
     "IBAN-like but wrong check: DE00 3704 0044 0532 0130 00",
+    "ISBN 978-3-16-148410-0, invoice 2024/11/000123, Tel-Aviv, 24/7 support",
+    "sizes 1920x1080, 3.14159265358979, coordinates 48.8566, 2.3522",
+    "git sha 4f2a9c1 and build 20241130.1, semver 1.2.3-rc.4",
 ]
 
 

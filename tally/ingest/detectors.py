@@ -146,7 +146,7 @@ DETECTORS: tuple[Detector, ...] = (
         could_hold=lambda shape: shape.text.count(":") >= 2
         or (shape.digits >= 4 and shape.text.count(".") >= 3 and _IPV4_SHAPE.search(shape.text) is not None)),
     Detector("phone", "PHONE", re.compile(
-        r"(?<![\w+\-/.])(?:\+\d{1,3}[ .\-]?)?(?:\(\d{1,4}\)[ .\-]?)?\d{1,4}(?:[ .\-]\d{1,4}){1,5}(?![\w:/]|[.\-]\d)"),
+        r"(?<![\w+\-/.])(?:\+\d{1,3}[ .\-]?)?(?:\(\d{1,4}\)[ .\-]?)?\d{1,4}(?:[ .\-]\d{1,8}){1,5}(?![\w:/]|[.\-]\d)"),
         accept=_is_phone, normal=_digits, could_hold=lambda shape: shape.longest_number >= 8),
 )
 NAMES: tuple[str, ...] = tuple(dict.fromkeys(detector.name for detector in DETECTORS))
