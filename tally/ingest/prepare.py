@@ -65,13 +65,11 @@ def prepare(payload: TrackPayload, *, app: VerifiedApp, received_at: int, defaul
     header = payload.reconify
     request_at, response_at, latency_ms = times(payload, received_at)
     normalised = normalise(header.format, header.type, payload.request, payload.response)
-    request, response, input_text, output_text = payload.request, payload.response, normalised.input_text, \
-        normalised.output_text
+    request, response, texts = payload.request, payload.response, normalised
     if redactor is not None:
         # The texts are the redacted JSON's, read again: each value is redacted once, and the same way in both.
         request, response = redactor.json(request), redactor.json(response)
         texts = normalise(header.format, header.type, request, response)
-        input_text, output_text = texts.input_text, texts.output_text
     explicit = payload.session is not None
     minutes = payload.session_timeout_minutes
     if minutes is None and not explicit:
@@ -84,8 +82,8 @@ def prepare(payload: TrackPayload, *, app: VerifiedApp, received_at: int, defaul
         "provider": header.format,
         "type": header.type,
         "model": _column_text(normalised.model, 200),
-        "input_text": _column_text(input_text),
-        "output_text": _column_text(output_text),
+        "input_text": _column_text(texts.input_text),
+        "output_text": _column_text(texts.output_text),
         "prompt_tokens": normalised.prompt_tokens,
         "cached_prompt_tokens": normalised.cached_prompt_tokens,
         "completion_tokens": normalised.completion_tokens,

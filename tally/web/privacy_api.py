@@ -2,6 +2,7 @@
 set-redaction` and `set-retention` set them, and erasing a person, as `tally erase` does; every change is
 audited."""
 
+import logging
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Request
@@ -18,6 +19,7 @@ from tally.store.retention import MAX_DAYS, set_retention
 from tally.web.deps import AdminTokenDep, SessionDep, client_address, write_transaction
 from tally.web.errors import ApiError, error_responses
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["admin"], responses=error_responses(401, 403, 404, 422, 503))
 AppName = Annotated[str, Path(max_length=200, description="The app's name")]
 
@@ -139,10 +141,15 @@ async def post_erasure(body: ErasureRequest, request: Request, admin: AdminToken
     erased = await run_in_threadpool(_erase, request, admin, body)
     await run_in_threadpool(db.commit)  # ends the token check's read transaction, which would hold SQLite's log
     await run_in_threadpool(after_commit, state.engine, erased)
-    await run_in_threadpool(state.analytics.refresh)  # applies the erasure to this server's DuckDB file now
+    try:
+        await run_in_threadpool(state.analytics.refresh)  # applies the erasure to this server's DuckDB file now
+        analytics = "removed"
+    except Exception:  # the erasure is done in the store; the next refresh applies it (and retries the file)
+        log.exception("erasure %d: the analytics refresh failed; the next one removes the person", erased.erasure_id)
+        analytics = "pending: removed at the next analytics refresh"
     return ErasureReceipt(erasure=erased.erasure_id, users=erased.users, interactions=erased.interactions,
                           sessions=erased.sessions, images=erased.images, export_files=erased.export_files,
-                          analytics="removed")
+                          analytics=analytics)
 
 
 def _erase(request: Request, admin: Any, body: ErasureRequest) -> Erased:
