@@ -133,8 +133,9 @@ class InteractionSession(SQLModel, table=True):
     id: int | None = _primary_key()
     app_id: int = _reference("app", nullable=False)
     external_id: str | None = Field(default=None, max_length=255)
-    user_id: int | None = _reference("end_user")
-    merged_into: int | None = _reference("interaction_session")
+    # Indexed for their foreign keys: deleting a user or a session (an erasure) looks up the rows naming it.
+    user_id: int | None = _reference("end_user", index=True)
+    merged_into: int | None = _reference("interaction_session", index=True)
     created_at: int = _millis()
 
 

@@ -4,22 +4,22 @@ response JSON) and uploaded images are kept, and the pass that removes what is o
 What retention removes is the content; each interaction's numbers and links (time, app, user, session, model,
 tokens, latency, error, finish reason) stay. So every rollup, session and long-range figure stays exact on every
 replica and through any rebuild of the analytics, which are computed from those rows: a 90-day chart of an app
-with 7 days of retention still shows 90 days. The pass works in small batches, each found outside any write
-lock and changed in a short transaction of its own, so ingest never waits for more than one batch.
+with 7 days of retention still shows 90 days. The pass walks the ids in ranges, each changed in a short
+transaction of its own, so ingest never waits for more than one range.
 """
 
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, and_, select, update
+from sqlalchemy import Engine, and_, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tally.store.engine import writing
 from tally.store.models import App, Interaction, InteractionImage, RetentionRun, table_of
 
 DAY_MS = 86_400_000
-BATCH = 1_000
+BATCH = 1_000  # images per transaction, and interaction ids per range
 MAX_DAYS = 36_500
 EMPTY_JSON = "{}"  # the raw JSON of an interaction whose content was removed
 _interaction, _image, _app, _run = (table_of(model) for model in (Interaction, InteractionImage, App, RetentionRun))
@@ -78,23 +78,25 @@ def apply_retention(engine: Engine, *, now: int, data_dir: Path, batch: int = BA
     return Removed(interactions, images, time.perf_counter() - began)
 
 
-def _expire_content(engine: Engine, app_id: int, cutoff: int, now: int, batch: int) -> int:
-    """Walks the interactions in id order (late arrivals may be old), `batch` at a time."""
-    done, last = 0, 0
-    due = and_(_interaction.c.app_id == app_id, _interaction.c.request_at < cutoff,
-               _interaction.c.expired_at.is_(None))
-    while True:
-        with engine.connect() as conn:
-            ids = list(conn.execute(select(_interaction.c.id).where(due, _interaction.c.id > last)
-                                    .order_by(_interaction.c.id).limit(batch)).scalars())
-        if not ids:
-            return done
+def _expire_content(engine: Engine, app_id: int, cutoff: int, now: int, span: int) -> int:
+    """Walks the ids in ranges of `span` (late arrivals may be old, so every id is looked at): each range is read
+    by the primary key and changed in a transaction of its own, however few of its rows are due."""
+    with engine.connect() as conn:
+        low, high = conn.execute(select(func.min(_interaction.c.id), func.max(_interaction.c.id))).one()
+    if low is None:
+        return 0
+    done = 0
+    for start in range(low, high + 1, span):
         with writing(engine).begin() as conn:
             # updated_at moves on, so that every server's analytics reload the row (and its empty preview).
-            done += conn.execute(update(_interaction).where(due, _interaction.c.id.in_(ids)).values(
-                input_text="", output_text="", request_json=EMPTY_JSON, response_json=EMPTY_JSON, malformed=None,
-                expired_at=now, updated_at=now)).rowcount
-        last = ids[-1]
+            # `app_id + 0`: an expression, so that the planner reads the id range by the primary key (SQLite,
+            # without statistics, would otherwise walk all of the app's rows through an index, at every range).
+            done += conn.execute(update(_interaction).where(
+                _interaction.c.id >= start, _interaction.c.id < start + span, _interaction.c.app_id + 0 == app_id,
+                _interaction.c.request_at < cutoff, _interaction.c.expired_at.is_(None),
+            ).values(input_text="", output_text="", request_json=EMPTY_JSON, response_json=EMPTY_JSON,
+                     malformed=None, expired_at=now, updated_at=now)).rowcount
+    return done
 
 
 def _expire_images(engine: Engine, app_id: int, cutoff: int, data_dir: Path, batch: int) -> int:
