@@ -83,6 +83,14 @@ def scrub_write_ahead_log(engine: Engine, attempts: int = 20) -> bool:
     return False
 
 
+def let_writers_in(engine: Engine, seconds: float = 0.01) -> None:
+    """Between the transactions of a long background pass: on SQLite, whose one write lock a waiting writer polls
+    for with growing sleeps, a pass that takes the lock again at once starves it (ingest waited up to 1 s); a
+    pause leaves it the lock. PostgreSQL writers of other rows do not wait at all."""
+    if engine.dialect.name == "sqlite":
+        time.sleep(seconds)
+
+
 def transient_failure(error: BaseException) -> bool:
     """Whether a failed write may succeed if retried: the store was unreachable, locked, out of space or I/O
     failed (SQLite and PostgreSQL both raise these as OperationalError), not that it refused the data itself."""

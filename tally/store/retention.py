@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import Engine, and_, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from tally.store.engine import writing
+from tally.store.engine import let_writers_in, writing
 from tally.store.models import App, Interaction, InteractionImage, RetentionRun, table_of
 
 DAY_MS = 86_400_000
@@ -96,6 +96,7 @@ def _expire_content(engine: Engine, app_id: int, cutoff: int, now: int, span: in
                 _interaction.c.request_at < cutoff, _interaction.c.expired_at.is_(None),
             ).values(input_text="", output_text="", request_json=EMPTY_JSON, response_json=EMPTY_JSON,
                      malformed=None, expired_at=now, updated_at=now)).rowcount
+        let_writers_in(engine)
     return done
 
 
@@ -113,6 +114,7 @@ def _expire_images(engine: Engine, app_id: int, cutoff: int, data_dir: Path, bat
         for row in rows:  # after the commit: a crash in between leaves a file no row names, never the reverse
             (data_dir / row.path).unlink(missing_ok=True)
         done += len(rows)
+        let_writers_in(engine)
 
 
 def claim_day(engine: Engine, *, day: str, replica: str, now: int) -> bool:
