@@ -25,7 +25,7 @@ from sqlmodel import Session
 from tally.ingest.keys import create_app
 from tally.server import migrations
 from tally.server.app import create_app as create_web_app
-from tally.store.engine import build_engine, sqlalchemy_url
+from tally.store.engine import build_engine, sqlalchemy_url, writing
 from tally.store.read_tokens import create_read_token
 from tally.store.settings import Settings
 
@@ -98,7 +98,9 @@ class AppKeys:
 
 
 def make_app(engine: sqlalchemy.Engine, name: str = "test-app", **options) -> AppKeys:
-    with Session(engine) as db:
+    # It reads, then writes: SQLite's write lock is taken first (a server starting beside it writes too, and a
+    # deferred transaction that read before that write fails at once with "database is locked").
+    with Session(writing(engine)) as db:
         app, api_key = create_app(db, name=name, **options)
         keys = AppKeys(name, app.app_key, api_key)
         db.commit()
@@ -111,7 +113,7 @@ def app_keys(engine) -> AppKeys:
 
 
 def make_token(engine, scope: str = "read", **options) -> str:
-    with Session(engine) as db:
+    with Session(writing(engine)) as db:
         token = create_read_token(db, name=f"tests-{scope}", scope=scope, **options)
         db.commit()
     return token

@@ -6,6 +6,7 @@ import httpx
 from sqlmodel import Session
 
 from tally.store.accounts import create_account, hash_password
+from tally.store.engine import writing
 from tests.conftest import LiveServer, start_server
 
 EMAIL, PASSWORD = "analyst@example.com", "correct horse battery"
@@ -16,7 +17,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 
 def add_account(engine, email: str = EMAIL, password: str = PASSWORD, *, role: str = "analyst") -> None:
-    with Session(engine) as db:
+    with Session(writing(engine)) as db:  # it reads, then writes: see conftest.make_app
         create_account(db, email=email, password_hash=hash_password(password), role=role)
         db.commit()
 

@@ -41,9 +41,9 @@ class Scheduler:
                                 next_run_time=datetime.now(UTC), max_instances=1, coalesce=True,
                                 misfire_grace_time=None)
         self._retention_log = QuietLog(log)
+        # First looked at one interval after the start: a nightly pass has no reason to write as the server starts.
         self._scheduler.add_job(self._retention, "interval", id="retention", seconds=RETENTION_CHECK_SECONDS,
-                                next_run_time=datetime.now(UTC), max_instances=1, coalesce=True,
-                                misfire_grace_time=None)
+                                max_instances=1, coalesce=True, misfire_grace_time=None)
         self._alert_log, self._webhooks = QuietLog(log), httpx.Client(follow_redirects=False)
         self._scheduler.add_job(self._alerts, "interval", id="alert-deliveries",
                                 seconds=settings.alert_delivery_seconds, max_instances=1, coalesce=True,
