@@ -5,6 +5,7 @@ import pytest
 from sqlmodel import Session
 
 from tally.store.accounts import hash_password, set_password
+from tally.store.engine import writing
 from tests.conftest import count_rows, wait_until
 from tests.dashboard_support import EMAIL, PASSWORD, add_account, csrf_of, log_in, start_dashboard
 from tests.payloads import openai_chat
@@ -99,7 +100,7 @@ def test_logout_needs_the_csrf_token(browser):
 
 def test_a_new_password_logs_out_every_browser(browser, engine):
     log_in(browser)
-    with Session(engine) as db:
+    with Session(writing(engine)) as db:  # it reads, then writes beside a running server: see conftest.make_app
         set_password(db, email=EMAIL, password_hash=hash_password("another long password"))
         db.commit()
     assert browser.get("/dashboard").status_code == 303

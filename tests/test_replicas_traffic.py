@@ -23,7 +23,7 @@ from sqlmodel import Session
 
 from tally.ingest.sessions import group_sessions
 from tally.server import migrations
-from tally.store.engine import build_engine
+from tally.store.engine import build_engine, writing
 from tally.store.read_tokens import create_read_token
 from tests.conftest import backend_of, free_port, fresh_store, make_app, start_server, wait_until
 from tests.payloads import openai_chat
@@ -168,7 +168,7 @@ def _replica(settings, port: int, data_dir: Path, workers: int = 1) -> subproces
 
 
 def _read_token(engine) -> str:
-    with Session(engine) as db:
+    with Session(writing(engine)) as db:  # replicas may be writing: see conftest.make_app
         token = create_read_token(db, name="traffic")
         db.commit()
     return token
