@@ -14,7 +14,6 @@ from tally.store.engine import scrub_write_ahead_log, serialise
 from tally.store.models import (
     App,
     EndUser,
-    Erasure,
     ExportRun,
     ExportSchedule,
     Interaction,
@@ -23,6 +22,7 @@ from tally.store.models import (
     id_of,
     table_of,
 )
+from tally.store.privacy_models import Erasure
 from tally.store.secrets import now_ms
 
 log = logging.getLogger(__name__)

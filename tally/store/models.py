@@ -1,43 +1,22 @@
 """The SQLModel tables. Times are integer milliseconds since the epoch, as in the Reconify payload."""
 
-from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, Table, Text, Unicode, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, Table, Unicode, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from tally.store.types import BigId
-
-
-def _millis(nullable: bool = False, index: bool = False):
-    return Field(default=None if nullable else 0, sa_column=Column(BigInteger, nullable=nullable, index=index))
-
-
-def _text(nullable: bool = True):
-    return Field(default=None if nullable else "", sa_column=Column(Text, nullable=nullable))
-
-
-def _app_ids():
-    """The ids of the apps a token or account is limited to, as a JSON list; NULL: every app."""
-    return Field(default=None, sa_column=Column(JSON, nullable=True))
-
-
-def _primary_key():
-    return Field(default=None, sa_column=Column(BigId, primary_key=True))
-
-
-def _reference(table: str, nullable: bool = True, index: bool = False):
-    return Field(
-        default=None,
-        sa_column=Column(BigId, ForeignKey(f"{table}.id"), nullable=nullable, index=index),
-    )
+# The tables of erasures and retention passes live in their own module; imported here, they are registered with
+# the metadata that migrations read whenever the models are.
+from tally.store.privacy_models import Erasure, RetentionRun  # noqa: F401
+from tally.store.types import BigId, app_ids, millis, primary_key, reference, text_field
 
 
 class App(SQLModel, table=True):
     __tablename__ = "app"
 
-    id: int | None = _primary_key()
+    id: int | None = primary_key()
     name: str = Field(max_length=200, unique=True)
     app_key: str = Field(max_length=64, unique=True)
     session_timeout_minutes: float | None = None
-    created_at: int = _millis()
+    created_at: int = millis()
     # Ingest limits; None: the server's defaults (TALLY_APP_MAX_*), 0: no limit.
     max_per_second: float | None = None
     max_bytes_per_second: float | None = None
@@ -65,12 +44,12 @@ class ApiKey(SQLModel, table=True):
 
     __tablename__ = "api_key"
 
-    id: int | None = _primary_key()
-    app_id: int = _reference("app", nullable=False, index=True)
+    id: int | None = primary_key()
+    app_id: int = reference("app", nullable=False, index=True)
     prefix: str = Field(max_length=16)
     key_hash: str = Field(max_length=64, unique=True)
-    created_at: int = _millis()
-    revoked_at: int | None = _millis(nullable=True)
+    created_at: int = millis()
+    revoked_at: int | None = millis(nullable=True)
 
 
 class ReadToken(SQLModel, table=True):
@@ -79,16 +58,16 @@ class ReadToken(SQLModel, table=True):
 
     __tablename__ = "read_token"
 
-    id: int | None = _primary_key()
+    id: int | None = primary_key()
     name: str = Field(max_length=200)
     prefix: str = Field(max_length=16)
     token_hash: str = Field(max_length=64, unique=True)
     scope: str = Field(default="read", max_length=16, sa_column_kwargs={"server_default": "read"})
-    created_at: int = _millis()
-    expires_at: int | None = _millis(nullable=True)
-    last_used_at: int | None = _millis(nullable=True)
-    revoked_at: int | None = _millis(nullable=True)
-    apps: list[int] | None = _app_ids()
+    created_at: int = millis()
+    expires_at: int | None = millis(nullable=True)
+    last_used_at: int | None = millis(nullable=True)
+    revoked_at: int | None = millis(nullable=True)
+    apps: list[int] | None = app_ids()
 
 
 class EndUser(SQLModel, table=True):
@@ -100,8 +79,8 @@ class EndUser(SQLModel, table=True):
         Index("ix_end_user_app_email", "app_id", "email_key"),
     )
 
-    id: int | None = _primary_key()
-    app_id: int = _reference("app", nullable=False)
+    id: int | None = primary_key()
+    app_id: int = reference("app", nullable=False)
     external_id: str | None = Field(default=None, max_length=255)
     email: str | None = Field(default=None, max_length=320)
     email_key: str | None = Field(default=None, max_length=320)
@@ -112,14 +91,14 @@ class EndUser(SQLModel, table=True):
     is_authenticated: bool | None = None
     # When each profile field got its value (the request time of the interaction that brought it): a field keeps
     # its latest non-empty value by request time, whatever order interactions arrive in.
-    email_at: int | None = _millis(nullable=True)
-    first_name_at: int | None = _millis(nullable=True)
-    last_name_at: int | None = _millis(nullable=True)
-    phone_at: int | None = _millis(nullable=True)
-    gender_at: int | None = _millis(nullable=True)
-    is_authenticated_at: int | None = _millis(nullable=True)
-    profile_at: int = _millis()
-    created_at: int = _millis()
+    email_at: int | None = millis(nullable=True)
+    first_name_at: int | None = millis(nullable=True)
+    last_name_at: int | None = millis(nullable=True)
+    phone_at: int | None = millis(nullable=True)
+    gender_at: int | None = millis(nullable=True)
+    is_authenticated_at: int | None = millis(nullable=True)
+    profile_at: int = millis()
+    created_at: int = millis()
     updated_at: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, index=True, server_default="0"))
 
 
@@ -130,13 +109,13 @@ class InteractionSession(SQLModel, table=True):
     __tablename__ = "interaction_session"
     __table_args__ = (Index("ix_interaction_session_app_external", "app_id", "external_id"),)
 
-    id: int | None = _primary_key()
-    app_id: int = _reference("app", nullable=False)
+    id: int | None = primary_key()
+    app_id: int = reference("app", nullable=False)
     external_id: str | None = Field(default=None, max_length=255)
     # Indexed for their foreign keys: deleting a user or a session (an erasure) looks up the rows naming it.
-    user_id: int | None = _reference("end_user", index=True)
-    merged_into: int | None = _reference("interaction_session", index=True)
-    created_at: int = _millis()
+    user_id: int | None = reference("end_user", index=True)
+    merged_into: int | None = reference("interaction_session", index=True)
+    created_at: int = millis()
 
 
 class Interaction(SQLModel, table=True):
@@ -150,36 +129,36 @@ class Interaction(SQLModel, table=True):
         Index("ix_interaction_user_time", "user_id", "request_at"),
     )
 
-    id: int | None = _primary_key()
-    app_id: int = _reference("app", nullable=False)
-    user_id: int = _reference("end_user", nullable=False)
-    session_id: int = _reference("interaction_session", nullable=False)
+    id: int | None = primary_key()
+    app_id: int = reference("app", nullable=False)
+    user_id: int = reference("end_user", nullable=False)
+    session_id: int = reference("interaction_session", nullable=False)
     session_key: str = Field(max_length=300)
-    session_timeout_ms: int | None = _millis(nullable=True)
+    session_timeout_ms: int | None = millis(nullable=True)
     provider: str = Field(max_length=32)
     type: str = Field(max_length=32)
     model: str | None = Field(default=None, max_length=200)
-    input_text: str = _text(nullable=False)
-    output_text: str = _text(nullable=False)
+    input_text: str = text_field(nullable=False)
+    output_text: str = text_field(nullable=False)
     prompt_tokens: int | None = None
     cached_prompt_tokens: int | None = None  # part of prompt_tokens served from the provider's prompt cache
     completion_tokens: int | None = None
     total_tokens: int | None = None
     usage_source: str = Field(max_length=16)
     finish_reason: str | None = Field(default=None, max_length=64)
-    request_at: int = _millis()
-    response_at: int = _millis()
+    request_at: int = millis()
+    response_at: int = millis()
     latency_ms: int | None = None  # None: unknown (no response time, or one before the request)
     image_count: int = 0
     is_error: bool = False
     response_ref: str | None = Field(default=None, max_length=255)
     client_version: str | None = Field(default=None, max_length=64)
-    request_json: str = _text(nullable=False)
-    response_json: str = _text(nullable=False)
-    malformed: str | None = _text()  # JSON [{"field", "message"}]: where the response lacked its format's shape
-    received_at: int = _millis()
-    updated_at: int = _millis(index=True)
-    expired_at: int | None = _millis(nullable=True)  # when retention removed its texts and raw JSON
+    request_json: str = text_field(nullable=False)
+    response_json: str = text_field(nullable=False)
+    malformed: str | None = text_field()  # JSON [{"field", "message"}]: where the response lacked its format's shape
+    received_at: int = millis()
+    updated_at: int = millis(index=True)
+    expired_at: int | None = millis(nullable=True)  # when retention removed its texts and raw JSON
 
 
 class InteractionImage(SQLModel, table=True):
@@ -188,13 +167,13 @@ class InteractionImage(SQLModel, table=True):
     __tablename__ = "interaction_image"
     __table_args__ = (UniqueConstraint("app_id", "filename"),)
 
-    id: int | None = _primary_key()
-    app_id: int = _reference("app", nullable=False)
+    id: int | None = primary_key()
+    app_id: int = reference("app", nullable=False)
     filename: str = Field(max_length=255)
-    interaction_id: int | None = _reference("interaction", index=True)
+    interaction_id: int | None = reference("interaction", index=True)
     path: str | None = Field(default=None, max_length=500)
     size_bytes: int | None = None
-    created_at: int = _millis()
+    created_at: int = millis()
 
 
 class DashboardAccount(SQLModel, table=True):
@@ -202,15 +181,15 @@ class DashboardAccount(SQLModel, table=True):
 
     __tablename__ = "dashboard_account"
 
-    id: int | None = _primary_key()
+    id: int | None = primary_key()
     email: str = Field(max_length=320, unique=True)  # lower-cased
     password_hash: str = Field(max_length=255)
     # viewer: pages and figures; analyst: also CSV downloads and export schedules; admin: also accounts.
     role: str = Field(default="viewer", max_length=16, sa_column_kwargs={"server_default": "viewer"})
-    created_at: int = _millis()
-    password_changed_at: int = _millis()
-    disabled_at: int | None = _millis(nullable=True)  # a disabled account cannot log in; its logins ended
-    apps: list[int] | None = _app_ids()
+    created_at: int = millis()
+    password_changed_at: int = millis()
+    disabled_at: int | None = millis(nullable=True)  # a disabled account cannot log in; its logins ended
+    apps: list[int] | None = app_ids()
 
 
 class DashboardLogin(SQLModel, table=True):
@@ -218,11 +197,11 @@ class DashboardLogin(SQLModel, table=True):
 
     __tablename__ = "dashboard_login"
 
-    id: int | None = _primary_key()
-    account_id: int = _reference("dashboard_account", nullable=False, index=True)
+    id: int | None = primary_key()
+    account_id: int = reference("dashboard_account", nullable=False, index=True)
     token_hash: str = Field(max_length=64, unique=True)
-    created_at: int = _millis()
-    expires_at: int = _millis()
+    created_at: int = millis()
+    expires_at: int = millis()
 
 
 class ExportSchedule(SQLModel, table=True):
@@ -230,16 +209,16 @@ class ExportSchedule(SQLModel, table=True):
 
     __tablename__ = "export_schedule"
 
-    id: int | None = _primary_key()
+    id: int | None = primary_key()
     dataset: str = Field(max_length=32)
     cron: str = Field(max_length=200)
     timezone: str = Field(max_length=64)
-    app_id: int | None = _reference("app")
-    directory: str = _text(nullable=False)  # absolute, or relative to the exports folder (TALLY_EXPORTS_DIR)
+    app_id: int | None = reference("app")
+    directory: str = text_field(nullable=False)  # absolute, or relative to the exports folder (TALLY_EXPORTS_DIR)
     include_raw: bool = False
-    created_at: int = _millis()
+    created_at: int = millis()
     # The next time the crontab fires. A replica that moves it on (compare-and-set) has claimed that fire.
-    next_run_at: int | None = _millis(nullable=True)
+    next_run_at: int | None = millis(nullable=True)
     created_by: str | None = Field(default=None, sa_column=Column(Unicode(400), nullable=True))  # audit's actor
 
 
@@ -249,20 +228,20 @@ class ExportRun(SQLModel, table=True):
     __tablename__ = "export_run"
     __table_args__ = (Index("ix_export_run_schedule_started", "schedule_id", "started_at"),)
 
-    id: int | None = _primary_key()
-    schedule_id: int = _reference("export_schedule", nullable=False)
+    id: int | None = primary_key()
+    schedule_id: int = reference("export_schedule", nullable=False)
     period: str = Field(max_length=32)
-    period_start: int = _millis()
-    period_end: int = _millis()
-    started_at: int = _millis(index=True)
-    finished_at: int | None = _millis(nullable=True)
+    period_start: int = millis()
+    period_end: int = millis()
+    started_at: int = millis(index=True)
+    finished_at: int | None = millis(nullable=True)
     status: str = Field(max_length=16)  # running, succeeded or failed
     rows: int | None = None
     bytes: int | None = Field(default=None, sa_column=Column(BigInteger))
-    file: str | None = _text()
-    error: str | None = _text()
+    file: str | None = text_field()
+    error: str | None = text_field()
     replica: str | None = Field(default=None, max_length=200)  # which server process wrote it
-    heartbeat_at: int | None = _millis(nullable=True)  # a running run's last sign of life; stale, it is taken over
+    heartbeat_at: int | None = millis(nullable=True)  # a running run's last sign of life; stale, it is taken over
 
 
 class InstanceSecret(SQLModel, table=True):
@@ -281,8 +260,8 @@ class LoginThrottle(SQLModel, table=True):
 
     key: str = Field(sa_column=Column(Unicode(400), primary_key=True))
     attempts: int = 0  # in the window that started at `window_start`
-    window_start: int = _millis()
-    blocked_until: int = _millis()
+    window_start: int = millis()
+    blocked_until: int = millis()
 
 
 def table_of(model: type[SQLModel]) -> Table:
@@ -304,8 +283,8 @@ class AuditEvent(SQLModel, table=True):
 
     __tablename__ = "audit_event"
 
-    id: int | None = _primary_key()
-    at: int = _millis(index=True)
+    id: int | None = primary_key()
+    at: int = millis(index=True)
     actor: str = Field(sa_column=Column(Unicode(400), nullable=False))
     action: str = Field(sa_column=Column(Unicode(64), nullable=False))
     target: str | None = Field(default=None, sa_column=Column(Unicode(400), nullable=True))
@@ -319,15 +298,15 @@ class Budget(SQLModel, table=True):
 
     __tablename__ = "budget"
 
-    id: int | None = _primary_key()
-    app_id: int = _reference("app", nullable=False, index=True)
+    id: int | None = primary_key()
+    app_id: int = reference("app", nullable=False, index=True)
     per_user: bool = False
     metric: str = Field(max_length=8)  # tokens or cost (USD)
     limit_value: float
     period: str = Field(max_length=8)  # hour, day, week or month
     model: str | None = Field(default=None, max_length=200)
     warn_at: float = 0.8
-    created_at: int = _millis()
+    created_at: int = millis()
     created_by: str | None = Field(default=None, sa_column=Column(Unicode(400), nullable=True))
 
 
@@ -337,15 +316,15 @@ class AlertRule(SQLModel, table=True):
 
     __tablename__ = "alert_rule"
 
-    id: int | None = _primary_key()
+    id: int | None = primary_key()
     kind: str = Field(max_length=16)
-    app_id: int | None = _reference("app")
+    app_id: int | None = reference("app")
     threshold: float | None = None  # error_rate: percent; latency: p95 ms
     window_minutes: float = 15
-    webhook_url: str = _text(nullable=False)
+    webhook_url: str = text_field(nullable=False)
     format: str = Field(default="json", max_length=8)  # json, or slack (a Slack-compatible `text`)
     secret: str = Field(max_length=64)
-    created_at: int = _millis()
+    created_at: int = millis()
     created_by: str | None = Field(default=None, sa_column=Column(Unicode(400), nullable=True))
 
 
@@ -358,7 +337,7 @@ class AlertState(SQLModel, table=True):
     rule_id: int = Field(sa_column=Column(BigId, ForeignKey("alert_rule.id", ondelete="CASCADE"), primary_key=True))
     subject: str = Field(sa_column=Column(Unicode(400), primary_key=True))
     level: str = Field(max_length=8)
-    since: int = _millis()
+    since: int = millis()
 
 
 class AlertEvent(SQLModel, table=True):
@@ -368,44 +347,16 @@ class AlertEvent(SQLModel, table=True):
     __tablename__ = "alert_event"
     __table_args__ = (Index("ix_alert_event_due", "delivery", "next_attempt_at"),)
 
-    id: int | None = _primary_key()
+    id: int | None = primary_key()
     rule_id: int = Field(sa_column=Column(BigId, ForeignKey("alert_rule.id", ondelete="CASCADE"), nullable=False,
                                           index=True))
     subject: str = Field(sa_column=Column(Unicode(400), nullable=False))
     status: str = Field(max_length=8)  # warning, firing or resolved
     value: float | None = None
-    message: str = _text(nullable=False)
-    at: int = _millis()
+    message: str = text_field(nullable=False)
+    at: int = millis()
     delivery: str = Field(default="pending", max_length=10)  # pending, delivered or failed
     attempts: int = 0
-    next_attempt_at: int | None = _millis(nullable=True)
-    last_error: str | None = _text()
-    delivered_at: int | None = _millis(nullable=True)
-
-
-
-class Erasure(SQLModel, table=True):
-    """A person erased from an app: the internal ids of the end users and sessions removed, for each server to
-    remove from its DuckDB file too (the store's rows are gone already). Holds no personal data."""
-
-    __tablename__ = "erasure"
-
-    id: int | None = _primary_key()
-    app_id: int = Field(sa_column=Column(BigId, nullable=False))  # no foreign key: the app may be deleted later
-    user_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    session_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    at: int = _millis()
-
-
-class RetentionRun(SQLModel, table=True):
-    """The nightly retention pass of one day (in the analytics time zone): the replica that inserted the row runs
-    it, the others skip that day."""
-
-    __tablename__ = "retention_run"
-
-    day: str = Field(sa_column=Column(Unicode(10), primary_key=True))
-    replica: str = Field(sa_column=Column(Unicode(200), nullable=False))
-    started_at: int = _millis()
-    finished_at: int | None = _millis(nullable=True)
-    interactions: int | None = None  # whose content was removed
-    images: int | None = None  # whose files were removed
+    next_attempt_at: int | None = millis(nullable=True)
+    last_error: str | None = text_field()
+    delivered_at: int | None = millis(nullable=True)

@@ -16,7 +16,8 @@ from sqlalchemy import Engine, and_, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tally.store.engine import let_writers_in, writing
-from tally.store.models import App, Interaction, InteractionImage, RetentionRun, table_of
+from tally.store.models import App, Interaction, InteractionImage, table_of
+from tally.store.privacy_models import RetentionRun
 
 DAY_MS = 86_400_000
 BATCH = 1_000  # images per transaction, and interaction ids per range
