@@ -3,6 +3,7 @@ in a process of its own, measuring latency, server CPU and the analytics' freshn
 
 import asyncio
 import importlib.util
+import itertools
 import os
 import random
 import re
@@ -64,7 +65,7 @@ class Result:
     acked_bodies: list[bytes] = field(default_factory=list)
     interaction_ids: list[int] = field(default_factory=list)
     seconds: float = 0.0
-    cpu: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # by process group, over `seconds`
     requests_built: int = 0
     mean_body_bytes: float = 0.0
     freshness_lags_ms: list[int] = field(default_factory=list)
@@ -81,6 +82,15 @@ class Result:
     def latency_ms(self, quantile: float) -> float:
         ordered = sorted(self.latencies)
         return ordered[int(quantile * (len(ordered) - 1))] * 1000 if ordered else float("nan")
+
+    @property
+    def cpu(self) -> dict[str, float]:
+        """Cores used by each process group that used any."""
+        return {name: spent / self.seconds for name, spent in self.cpu_seconds.items() if spent and self.seconds}
+
+    def cpu_per_1k(self, name: str) -> float:
+        """CPU milliseconds of a process group per 1,000 accepted interactions (its CPU µs per interaction)."""
+        return self.cpu_seconds.get(name, 0.0) / self.accepted * 1_000_000 if self.accepted else float("nan")
 
     def failures(self) -> str:
         bad = {status: count for status, count in sorted(self.statuses.items()) if not 200 <= status < 300}
@@ -143,7 +153,7 @@ def _request(payload: dict) -> bytes:
 
 
 def load(sender, ports: list[int], servers: dict[str, int], keys: Keys, seconds: float, connections: int,
-         seed: int, start_ms: int) -> None:
+         seed: int, start_ms: int, stores: bool = True) -> None:
     """Spreads the connections over `ports` (one replica each) in turn; meters the CPU of `servers` (name → pid,
     each counted with its child processes), of PostgreSQL's processes if any, and of this client."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # on Ctrl-C the parent stops this process
@@ -151,7 +161,7 @@ def load(sender, ports: list[int], servers: dict[str, int], keys: Keys, seconds:
         import uvloop
         uvloop.install()
     requests = build_requests(keys, int(POOL_RATE * (seconds + WARMUP_SECONDS)), seed, start_ms)
-    result = asyncio.run(drive(ports, requests, connections, seconds, servers, keys.read_token))
+    result = asyncio.run(drive(ports, requests, connections, seconds, servers, keys.read_token, stores))
     result.requests_built = len(requests)
     result.mean_body_bytes = sum(len(r.partition(b"\r\n\r\n")[2]) for r in requests) / len(requests)
     result.interaction_ids = [int(m.group(1)) for m in map(INTERACTION_ID.search, result.acked_bodies) if m]
@@ -160,13 +170,15 @@ def load(sender, ports: list[int], servers: dict[str, int], keys: Keys, seconds:
 
 
 async def drive(ports: list[int], requests: list[bytes], connections: int, seconds: float, servers: dict[str, int],
-                read_token: str) -> Result:
+                read_token: str, stores: bool) -> Result:
+    """`stores`: the server is Tally, each request is sent once (a repeat would be a duplicate, answered without
+    storing); a baseline, which stores nothing, gets the pool over again if it runs through it."""
     result = Result()
-    pending = iter(requests)  # shared by every connection: each request is sent once
+    pending = iter(requests) if stores else itertools.cycle(requests)  # shared by every connection
     begin = time.perf_counter() + WARMUP_SECONDS
     window = (begin, begin + seconds)
     meter = asyncio.create_task(cpu_meter(servers, seconds, result))
-    probe = asyncio.create_task(freshness_probe(ports[0], read_token, window, result))
+    probe = asyncio.create_task(freshness_probe(ports[0], read_token, window, result) if stores else asyncio.sleep(0))
     await asyncio.gather(*(connection(ports[n % len(ports)], pending, window, result) for n in range(connections)))
     await probe
     result.seconds = min(time.perf_counter(), window[1]) - window[0]  # shorter only if the pool ran out
@@ -228,16 +240,16 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]
 
 
 async def cpu_meter(servers: dict[str, int], seconds: float, result: Result) -> None:
-    """CPU use over the measured window, in cores: each server with its child processes (the storage process),
-    PostgreSQL's processes when it runs on this machine, and this client."""
+    """CPU seconds spent over the measured window: each server's own process and, apart, its child processes (the
+    storage process), PostgreSQL's processes when it runs on this machine, and this client."""
     await asyncio.sleep(WARMUP_SECONDS)
-    groups = {**{name: lambda pid=pid: tree(pid) for name, pid in servers.items()},
-              "postgres": lambda: named("postgres"), "client": lambda: [os.getpid()]}
+    groups = {"client": lambda: [os.getpid()], "postgres": lambda: named("postgres")}
+    for name, pid in servers.items():
+        groups[name] = lambda pid=pid: [pid]
+        groups[f"{name} children"] = lambda pid=pid: tree(pid)[1:]
     before = {name: cpu_seconds(members()) for name, members in groups.items()}
     await asyncio.sleep(seconds)
-    result.cpu = {name: (cpu_seconds(members()) - before[name]) / seconds for name, members in groups.items()}
-    if not result.cpu["postgres"]:
-        del result.cpu["postgres"]
+    result.cpu_seconds = {name: cpu_seconds(members()) - before[name] for name, members in groups.items()}
 
 
 def _processes() -> dict[int, tuple[str, int]]:
