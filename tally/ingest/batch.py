@@ -9,13 +9,13 @@ from tally.ingest.cache import StoreCache
 from tally.ingest.prepare import PreparedInteraction
 from tally.ingest.sessions import Placement, SessionPlacer, time_order
 from tally.ingest.users import UserRequest, resolve_users
+from tally.store.bulk import insert_rows
 from tally.store.engine import serialise
 from tally.store.models import Interaction, InteractionImage, table_of
 from tally.store.secrets import now_ms
 
 _interactions = table_of(Interaction)
 _images = table_of(InteractionImage)
-_insert_returning_ids = insert(_interactions).returning(_interactions.c.id, sort_by_parameter_order=True)
 _select_by_refs = select(_interactions.c.response_ref, _interactions.c.id, _interactions.c.user_id,
                          _interactions.c.session_id).where(
     _interactions.c.app_id == bindparam("app_id"), _interactions.c.response_ref.in_(bindparam("refs", expanding=True)))
@@ -101,7 +101,7 @@ def _store_interactions(conn: Connection, tracked: list, results: list, cache: S
         pending_slots[:] = [pending_slots[i] for i in order]
         for row in pending_rows:
             row["session_id"] = row["session_id"].id
-        ids = conn.execute(_insert_returning_ids, pending_rows).scalars().all()
+        ids = insert_rows(conn, _interactions, pending_rows)
         for (index, job), row, new_id in zip(pending_slots, pending_rows, ids):
             results[index] = StoredInteraction(new_id, row["user_id"], row["session_id"])
             _link_images(conn, job, new_id, now)

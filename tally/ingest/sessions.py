@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, and_, bindparam, func, insert, select, update
 
+from tally.store.bulk import insert_rows
 from tally.store.models import Interaction, InteractionSession, table_of
 
 _interactions = table_of(Interaction)
 _sessions = table_of(InteractionSession)
-_insert_returning_ids = insert(_sessions).returning(_sessions.c.id, sort_by_parameter_order=True)
 # Among interactions at one instant, the one whose timeout is longest (no timeout at all first) speaks for them.
 _LONGEST_TIMEOUT_FIRST = (_interactions.c.session_timeout_ms.is_(None).desc(),
                           _interactions.c.session_timeout_ms.desc(), _interactions.c.id.desc())
@@ -121,7 +121,7 @@ class SessionPlacer:
         """Insert the sessions opened since the last call, in one statement, and give their refs ids."""
         if not self._pending:
             return
-        ids = conn.execute(_insert_returning_ids, [values for _, values in self._pending]).scalars().all()
+        ids = insert_rows(conn, _sessions, [values for _, values in self._pending])
         for (ref, _), session_id in zip(self._pending, ids):
             ref.id = session_id
         self._pending.clear()

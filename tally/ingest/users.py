@@ -14,10 +14,10 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, union
+from sqlalchemy import Connection, bindparam, select, union
 
 from tally.ingest.wire import UserFields
-from tally.store.engine import update_rows
+from tally.store.bulk import insert_rows, update_rows
 from tally.store.models import EndUser, table_of
 
 _users = table_of(EndUser)
@@ -26,7 +26,6 @@ _TIMES = {name: f"{name}_at" for name in PROFILE_FIELDS}
 _COLUMN_OF_TIME = {column: name for name, column in _TIMES.items()}
 _WIRE_NAMES = {"email": "email", "first_name": "firstName", "last_name": "lastName", "phone": "phone",
                "gender": "gender", "is_authenticated": "isAuthenticated"}
-_insert_returning_ids = insert(_users).returning(_users.c.id, sort_by_parameter_order=True)
 _COLUMNS = (_users.c.id, _users.c.app_id, _users.c.external_id, _users.c.profile_at, _users.c.updated_at,
             *(_users.c[name] for name in PROFILE_FIELDS), *(_users.c[name] for name in _TIMES.values()))
 # Each identity kind through its own index (an OR of the two scans every user of the app), the rows locked in id
@@ -69,7 +68,7 @@ def resolve_users(conn: Connection, requests: list[UserRequest], *, now_ms: int,
     created = directory.created
     if created:
         rows = [_row(user, now_ms) for user in created]
-        for user, user_id in zip(created, conn.execute(_insert_returning_ids, rows).scalars()):
+        for user, user_id in zip(created, insert_rows(conn, _users, rows)):
             user.user_id = user_id
             user.changed.clear()
     _write_changes(conn, [user for user in {id(u): u for u, _ in resolved}.values() if user.changed])

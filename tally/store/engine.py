@@ -2,7 +2,7 @@
 
 import hashlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from functools import partial
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc, text
@@ -138,12 +138,3 @@ def others_wrote_since(connection: Connection) -> int | None:
     if connection.dialect.name != "sqlite":
         return None
     return connection.exec_driver_sql("PRAGMA data_version").scalar_one()
-
-
-def update_rows(connection: Connection, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
-    """`UPDATE table SET column = …, … WHERE id = …` for each row (its values in `columns` order, then its id),
-    through the driver's own executemany: for many small updates, SQLAlchemy's per-row parameter handling costs
-    more than the updates themselves. `table` and `columns` are names from our models, never input."""
-    mark = "?" if connection.dialect.name == "sqlite" else "%s"
-    connection.exec_driver_sql(f"UPDATE {table} SET {', '.join(f'{name} = {mark}' for name in columns)} "
-                               f"WHERE id = {mark}", rows)
