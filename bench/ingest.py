@@ -296,7 +296,7 @@ def summarise(rounds: dict[str, list[Result]]) -> None:
         groups = sorted({group for r in results for group in r.cpu_seconds if group != "client"},
                         key=_group_order)
         costs = {group: median(r.cpu_per_1k(group) for r in results) for group in groups}
-        costs = {group: cost for group, cost in costs.items() if cost > 0}
+        costs = {group: cost for group, cost in costs.items() if cost >= 0.5}  # PostgreSQL idle: none
         per_1k[name] = (sum(cost for group, cost in costs.items() if group != "postgres"), costs.get("postgres", 0.0))
         parts = " + ".join(f"{_group_name(group)} {cost:,.0f}" for group, cost in costs.items())
         print(f"{name:<18} {rates[name]:>12,.0f} {median(r.latency_ms(0.5) for r in results):>8.1f} "

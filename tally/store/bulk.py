@@ -21,6 +21,7 @@ def insert_rows(connection: Connection, table: Table, rows: list[dict]) -> list[
     ids = sorted(connection.execute(_draw_ids(table.name), {"n": len(rows)}).scalars())
     names = list(rows[0])
     driver = connection.connection.driver_connection  # the transaction's own connection: COPY joins it
+    assert driver is not None  # a connection inside a transaction is checked out
     with driver.cursor() as cursor, cursor.copy(_copy_statement(table.name, tuple(names))) as copy:
         for new_id, row in zip(ids, rows):
             copy.write_row((new_id, *(row[name] for name in names)))
