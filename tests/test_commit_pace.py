@@ -44,3 +44,11 @@ def test_bounds_hold():
     assert pace.batch_size(MIN_BATCH, 512) == 512  # nothing learned yet: all that is queued
     assert settle(CommitPace(), fixed=0.001, per_write=0.01, queued=64) == MIN_BATCH  # slow rows: the least
     assert settle(CommitPace(), fixed=0.0001, per_write=1e-6, queued=1000) == 512  # cheap rows: the most
+
+
+def test_one_slow_small_batch_does_not_make_writes_look_free():
+    pace = CommitPace()
+    settle(pace, fixed=0.008, per_write=0.0003, queued=64)
+    learned = pace.batch_size(MIN_BATCH, 512)
+    pace.learn(MIN_BATCH, 0.5)  # an fsync that stalled: more writes seem to take less time
+    assert MIN_BATCH <= pace.batch_size(MIN_BATCH, 512) <= learned

@@ -45,12 +45,13 @@ class CommitPace:
         weight, n, t, nn, nt = sums
         mean_n, mean_t = n / weight, t / weight
         spread = nn / weight - mean_n ** 2
-        if spread > 1.0:  # batches of different sizes tell the two parts apart
-            per_write = (nt / weight - mean_n * mean_t) / spread
-            self.per_write = max(per_write, 1e-6)
-            self.fixed = max(mean_t - self.per_write * mean_n, 0.0)
-        else:  # all of one size: keep the fixed part learned before, the rest is per write
-            self.fixed = self.fixed or 0.0
+        # Batches of different sizes tell the two parts apart, unless noise (one slow small batch) says that
+        # more writes take less time; then, as when all are of one size, keep the fixed part learned before.
+        per_write = (nt / weight - mean_n * mean_t) / spread if spread > 1.0 else 0.0
+        if per_write > 0:
+            self.per_write, self.fixed = per_write, max(mean_t - per_write * mean_n, 0.0)
+        else:
+            self.fixed = min(self.fixed or 0.0, mean_t)
             self.per_write = max((mean_t - self.fixed) / mean_n, 1e-6)
 
     def batch_size(self, least: int, most: int) -> int:
