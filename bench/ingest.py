@@ -13,7 +13,6 @@ import random
 import secrets
 import signal
 import socket
-import statistics
 import sys
 import tempfile
 import time
@@ -22,6 +21,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from statistics import median
 
 import orjson
 import uvicorn
@@ -285,9 +285,6 @@ def durability(settings: Settings, keys: Keys, result: Result) -> int:
 
 def summarise(rounds: dict[str, list[Result]]) -> None:
     """The median of the rounds for each server, and Tally's ratios to the two baselines."""
-    def median(values) -> float:
-        return statistics.median(values)
-
     print(f"\nmedian of {len(rounds['Tally'])} rounds   accepted/s   p50 ms   p99 ms   CPU ms per 1,000 accepted "
           "(each process; total)")
     rates, per_1k = {}, {}

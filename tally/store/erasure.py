@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, bindparam, delete, exists, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, exists, insert, or_, select, update
 from sqlmodel import Session
 
 from tally.store import audit
@@ -86,15 +86,11 @@ _image = table_of(InteractionImage)
 
 
 def _users(conn: Connection, app_id: int, user_id: str | None, email_key: str | None) -> list:
-    match = []
-    if user_id:
-        match.append(table_of(EndUser).c.external_id == user_id)
-    if email_key:
-        match.append(table_of(EndUser).c.email_key == email_key)
     users = table_of(EndUser)
-    condition = match[0] if len(match) == 1 else match[0] | match[1]
+    match = [*([users.c.external_id == user_id] if user_id else []),
+             *([users.c.email_key == email_key] if email_key else [])]
     return list(conn.execute(select(users.c.id, users.c.external_id, users.c.email_key)
-                             .where(users.c.app_id == app_id, condition).order_by(users.c.id)))
+                             .where(users.c.app_id == app_id, or_(*match)).order_by(users.c.id)))
 
 
 def _export_files(conn: Connection, app_id: int, user_ids: list[int]) -> list[str]:

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
+from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from tally.ingest.detectors import NAMES
@@ -39,6 +40,13 @@ class AppRedaction(BaseModel):
     policy: RedactionPolicy | None = Field(description="The app's own policy; null: the server's")
 
 
+def _app(db: Session, name: str) -> App:
+    try:
+        return find_app(db, name)
+    except AppError as error:
+        raise HTTPException(404, str(error)) from None
+
+
 def _answer(app: App) -> AppRedaction:
     return AppRedaction(app=app.name, policy=RedactionPolicy(**app.redaction) if app.redaction else None)
 
@@ -60,10 +68,7 @@ def delete_redaction(app: AppName, request: Request, admin: AdminTokenDep) -> Ap
 
 def _change(request: Request, admin: Any, app: str, policy: Policy | None) -> AppRedaction:
     with write_transaction(request) as db:
-        try:
-            found = set_redaction(db, app=find_app(db, app), policy=policy)
-        except AppError as error:
-            raise HTTPException(404, str(error)) from None
+        found = set_redaction(db, app=_app(db, app), policy=policy)
         audit.record(db, actor=audit.token_actor(admin), action="app.redaction", target=found.name,
                      address=client_address(request), detail={"policy": found.redaction})
         return _answer(found)
@@ -101,10 +106,7 @@ def delete_retention(app: AppName, request: Request, admin: AdminTokenDep) -> Ap
 
 def _keep(request: Request, admin: Any, app: str, raw_days: int | None, uploads_days: int | None) -> AppRetention:
     with write_transaction(request) as db:
-        try:
-            found = find_app(db, app)
-        except AppError as error:
-            raise HTTPException(404, str(error)) from None
+        found = _app(db, app)
         set_retention(found, raw_days=raw_days, uploads_days=uploads_days)
         db.add(found)
         audit.record(db, actor=audit.token_actor(admin), action="app.retention", target=found.name,
@@ -154,9 +156,6 @@ async def post_erasure(body: ErasureRequest, request: Request, admin: AdminToken
 
 def _erase(request: Request, admin: Any, body: ErasureRequest) -> Erased:
     with write_transaction(request) as db:
-        try:
-            app = find_app(db, body.app)
-        except AppError as error:
-            raise HTTPException(404, str(error)) from None
-        return erase_person(db, app=app, user_id=body.user_id, email=body.email, actor=audit.token_actor(admin),
-                            data_dir=request.app.state.settings.data_dir, address=client_address(request))
+        return erase_person(db, app=_app(db, body.app), user_id=body.user_id, email=body.email,
+                            actor=audit.token_actor(admin), data_dir=request.app.state.settings.data_dir,
+                            address=client_address(request))
